@@ -1,0 +1,39 @@
+"""Shared test configuration: reference data location and device markers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_dir() -> Path | None:
+    """Return the reference data folder named by ``SIGFLOW_SHARED_DATA``, or None."""
+    value = os.environ.get("SIGFLOW_SHARED_DATA")
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The reference data folder; skips the test when it is not available."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("reference data not available: set SIGFLOW_SHARED_DATA to the shared data folder")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch is a dependency
+        has_cuda = False
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not has_cuda:
+            item.add_marker(skip_cuda)
