@@ -1,0 +1,61 @@
+"""Shared input checks for the preprocessing functions (no numba, no torch)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def _check_int(value, name, minimum=1):
+    """Return ``value`` as a Python int, raising ValueError unless it is an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _as_real_signal(x, name="x"):
+    """Convert ``x`` to a real floating array (bool and integer inputs become float64).
+
+    float32 and float64 are kept as they are; callers cast to float64 where they compute.
+    Complex input raises ValueError: every function here is defined for real signals.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind == "c":
+        raise ValueError(f"{name} must be real-valued, got a complex array")
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+    if x.dtype.kind != "f" or x.dtype.itemsize > 8:
+        x = x.astype(np.float64)
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension")
+    return x
+
+
+def _rows_last(x, axis):
+    """Move ``axis`` last and flatten the rest: (2-D float64 C-contiguous rows, batch shape)."""
+    axis = _check_axis(axis, x.ndim)
+    moved = np.moveaxis(x, axis, -1)
+    batch_shape = moved.shape[:-1]
+    rows = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]), dtype=np.float64)
+    return rows, batch_shape
+
+
+def _check_axis(axis, ndim):
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ValueError(f"axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
+    return int(axis) % ndim
+
+
+def _raise_nonfinite(x, name="x"):
+    """Raise the documented NaN/infinity error when ``x`` holds a non-finite value."""
+    if not np.isfinite(x).all():
+        raise ValueError(
+            f"{name} contains NaN or infinity; sigflow.preprocessing does not impute: "
+            "remove or interpolate missing samples first"
+        )

@@ -1,0 +1,68 @@
+"""Sliding windows over a signal as a zero-copy strided view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import _as_real_signal, _check_axis, _check_int
+
+
+def sliding_windows(x, width, step, axis=-1):
+    """Cut a signal into (overlapping) windows without copying it.
+
+    Window ``i`` holds samples ``i * step, ..., i * step + width - 1`` of ``x``
+    along ``axis``; samples after the last full window are dropped.
+
+    Parameters
+    ----------
+    x : array_like
+        A 1-D signal or a multichannel array; ``axis`` is the time axis.
+        Any dtype numpy can view is accepted and kept (no cast).
+    width : int
+        Samples per window, ``1 <= width <= x.shape[axis]``.
+    step : int
+        Hop between the starts of consecutive windows, ``>= 1``.
+    axis : int, default=-1
+        The time axis.
+
+    Returns
+    -------
+    windows : ndarray
+        A read-only view of shape ``x.shape`` with ``axis`` replaced by
+        ``n_windows`` and a new last axis of length ``width``, where
+        ``n_windows = (x.shape[axis] - width) // step + 1``. It is a view when
+        ``x`` is already an ndarray (no copy at all).
+
+    Raises
+    ------
+    ValueError
+        If ``width`` or ``step`` is not a positive integer, or ``width`` is
+        longer than the signal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sigflow.preprocessing import sliding_windows
+    >>> sliding_windows(np.arange(7), width=3, step=2)
+    array([[0, 1, 2],
+           [2, 3, 4],
+           [4, 5, 6]])
+    >>> sliding_windows(np.zeros((2, 1000)), width=256, step=128).shape
+    (2, 6, 256)
+    """
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension")
+    if x.dtype.kind == "O":
+        x = _as_real_signal(x)
+    axis = _check_axis(axis, x.ndim)
+    width = _check_int(width, "width")
+    step = _check_int(step, "step")
+    n = x.shape[axis]
+    if width > n:
+        raise ValueError(f"window width {width} is longer than the signal ({n} samples)")
+    # sliding_window_view appends the window axis last and keeps the rest in place.
+    view = np.lib.stride_tricks.sliding_window_view(x, width, axis=axis)
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(None, None, step)
+    return view[tuple(index)]
