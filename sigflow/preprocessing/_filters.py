@@ -67,6 +67,11 @@ def _filtfilt(sos, x, axis):
     n = x.shape[axis]
     zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
     padlen = min(3 * (2 * sos.shape[0] + 1 - zeros), n - 1)
+    # scipy's Cython kernel wants writeable buffers: a read-only input is filtered in place
+    # when padlen == 0 (one-sample rows), and ``sos_`` is read-only after a memory-mapped
+    # joblib load. Copy them in that case only.
+    x = np.require(x, requirements="W")
+    sos = np.require(sos, dtype=np.float64, requirements="W")
     return scipy.signal.sosfiltfilt(sos, x, axis=axis, padlen=padlen)
 
 

@@ -1,0 +1,221 @@
+"""SpectralFeatures and the filter transformers: definitions, scipy agreement, sklearn checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sigflow.preprocessing import (
+    SPECTRAL_FEATURES,
+    BandpassFilter,
+    BaselineWanderRemover,
+    NotchFilter,
+    SpectralFeatures,
+    bandpass_filter,
+    notch_filter,
+    remove_baseline_wander,
+)
+
+BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
+
+
+@parametrize_with_checks(
+    [
+        SpectralFeatures(fs=100.0),
+        SpectralFeatures(fs=100.0, bands=((0.0, 25.0), (25.0, 50.0)), nperseg=2,
+                         features=("relative_band_power", "spectral_slope")),
+        BandpassFilter(fs=100.0),
+        BaselineWanderRemover(fs=100.0),
+        NotchFilter(fs=250.0),  # the default 50 Hz notch needs fs > 100
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def row_reference(P, f, bands):
+    """One row's features, written out loop by loop from the SpectralFeatures docstring."""
+    df = f[1] - f[0]
+    total = P.sum() * df
+    p = P / P.sum()
+    out = {}
+    out["band_power"] = [sum(P[k] * df for k in range(len(f)) if lo <= f[k] < hi)
+                         for lo, hi in bands]
+    out["relative_band_power"] = [b / total for b in out["band_power"]]
+    out["spectral_entropy"] = -sum(q * np.log(q) for q in p if q > 0) / np.log(len(p))
+    centroid = float(np.dot(f, p))
+    out["spectral_centroid"] = centroid
+    out["spectral_spread"] = np.sqrt(sum((f[k] - centroid) ** 2 * p[k] for k in range(len(f))))
+    for q in (50, 90, 95):
+        cum = 0.0
+        for k in range(len(f)):
+            cum += p[k]
+            if cum >= q / 100:
+                break
+        out[f"spectral_edge_{q}"] = f[k]
+    out["dominant_frequency"] = f[int(np.argmax(P))]
+    out["spectral_flatness"] = np.exp(np.mean(np.log(P))) / np.mean(P) if (P > 0).all() else 0.0
+    keep = (f > 0) & (P > 0)
+    out["spectral_slope"] = np.polyfit(np.log10(f[keep]), np.log10(P[keep]), 1)[0]
+    return np.concatenate([np.atleast_1d(out[name]) for name in SPECTRAL_FEATURES])
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(64, 600),
+    colour=st.sampled_from([0.0, 1.0, 2.0]),
+    nperseg=st.sampled_from([None, 64]),
+)
+def test_spectral_features_follow_their_definitions(seed, n, colour, nperseg):
+    rng = np.random.default_rng(seed)
+    fs = 100.0
+    white = rng.normal(size=(4, n))
+    # Coloured noise 1/f**colour (in power) by spectral shaping.
+    spec = np.fft.rfft(white, axis=1)
+    f_full = np.fft.rfftfreq(n, 1 / fs)
+    spec[:, 1:] /= f_full[1:] ** (colour / 2)
+    X = np.fft.irfft(spec, n=n, axis=1) + 3.0
+    sf = SpectralFeatures(fs=fs, bands=BANDS, nperseg=nperseg)
+    F = sf.fit_transform(X)
+    f, P = scipy.signal.welch(X, fs=fs, nperseg=min(256, n) if nperseg is None else nperseg)
+    ref = np.stack([row_reference(P[i], f, BANDS) for i in range(len(X))])
+    assert F.shape == ref.shape == (4, len(sf.get_feature_names_out()))
+    np.testing.assert_allclose(F, ref, rtol=1e-8, atol=1e-10)
+
+
+def test_spectral_features_on_sines():
+    fs, n = 256.0, 1024
+    t = np.arange(n) / fs
+    X = np.stack([2.0 * np.sin(2 * np.pi * f0 * t) for f0 in (2.0, 6.0, 10.0, 20.0, 40.0)])
+    sf = SpectralFeatures(fs=fs).fit(X)
+    F = sf.transform(X)
+    names = list(sf.get_feature_names_out())
+    col = {name: F[:, i] for i, name in enumerate(names)}
+    np.testing.assert_allclose(col["dominant_frequency"], [2, 6, 10, 20, 40])
+    # Each sine sits in its own default band with nearly all the power A**2 / 2 = 2.
+    band_cols = [c for c in names if c.startswith("band_power_")]
+    rel = np.stack([col["relative_" + c] for c in band_cols], axis=1)
+    np.testing.assert_array_equal(np.argmax(rel, axis=1), np.arange(5))
+    assert (rel.max(axis=1) > 0.95).all()
+    np.testing.assert_allclose(np.stack([col[c] for c in band_cols], 1).max(1), 2.0, rtol=0.05)
+    assert (col["spectral_entropy"] < 0.3).all() and (col["spectral_flatness"] < 0.01).all()
+    np.testing.assert_allclose(col["spectral_centroid"], [2, 6, 10, 20, 40], atol=0.5)
+    assert names[:2] == ["band_power_0.5_4", "band_power_4_8"]
+
+
+def test_spectral_features_edge_cases():
+    X = np.vstack([np.full(64, 5.0), np.random.default_rng(0).normal(size=64)])
+    F = SpectralFeatures(fs=100.0).fit_transform(X)
+    assert np.isfinite(F).all()
+    np.testing.assert_array_equal(F[0], 0.0)  # zero power after detrending: all zeros
+    Xi = np.random.default_rng(1).integers(-50, 50, size=(5, 128))
+    np.testing.assert_allclose(SpectralFeatures(fs=100.0).fit_transform(Xi),
+                               SpectralFeatures(fs=100.0).fit_transform(Xi.astype(float)))
+    X32 = np.random.default_rng(2).normal(size=(3, 100)).astype(np.float32)
+    assert SpectralFeatures(fs=100.0).fit_transform(X32).dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"fs": 0.0}, "fs must be a positive"),
+        ({"fs": 50.0}, "fs / 2"),  # default bands reach 45 Hz
+        ({"fs": 100.0, "bands": ((10.0, 5.0),)}, "lo < hi"),
+        ({"fs": 100.0, "bands": ()}, "non-empty"),
+        ({"fs": 100.0, "features": ("spectral_kurtosis",)}, "features must be"),
+        ({"fs": 100.0, "nperseg": 65}, "nperseg must be in"),
+        ({"fs": 100.0, "nperseg": 32, "noverlap": 32}, "noverlap"),
+        ({"fs": 100.0, "detrend": "median"}, "detrend"),
+    ],
+)
+def test_spectral_features_errors(params, match):
+    X = np.random.default_rng(0).normal(size=(3, 64))
+    with pytest.raises(ValueError, match=match):
+        SpectralFeatures(**params).fit(X)
+
+
+def test_spectral_features_rejects_nan_and_wrong_width():
+    X = np.random.default_rng(0).normal(size=(3, 64))
+    sf = SpectralFeatures(fs=100.0).fit(X)
+    with pytest.raises(ValueError, match="64 features"):
+        sf.transform(X[:, :32])
+    X[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sf.transform(X)
+
+
+FS = 360.0
+T = np.arange(3600) / FS
+
+
+@pytest.mark.parametrize(
+    ("func", "transformer", "sos"),
+    [
+        (lambda x, **k: bandpass_filter(x, FS, 0.5, 40.0, **k), BandpassFilter(FS),
+         scipy.signal.butter(4, [0.5, 40.0], "bandpass", fs=FS, output="sos")),
+        (lambda x, **k: remove_baseline_wander(x, FS, **k), BaselineWanderRemover(FS),
+         scipy.signal.butter(2, 0.5, "highpass", fs=FS, output="sos")),
+        (lambda x, **k: notch_filter(x, FS, 60.0, **k), NotchFilter(FS, freq=60.0),
+         scipy.signal.tf2sos(*scipy.signal.iirnotch(60.0, 30.0, fs=FS))),
+    ],
+)
+def test_filters_match_scipy_sosfiltfilt(func, transformer, sos):
+    X = np.random.default_rng(0).normal(size=(3, T.size)) + 0.3 * np.sin(2 * np.pi * 0.2 * T)
+    ref = scipy.signal.sosfiltfilt(sos, X, axis=1)
+    np.testing.assert_allclose(func(X), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(func(X.T, axis=0), ref.T, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clone(transformer).fit_transform(X), ref, rtol=1e-10, atol=1e-12)
+
+
+def test_filters_do_their_job():
+    ecg_like = np.sin(2 * np.pi * 8.0 * T)
+    wander = 1.5 * np.sin(2 * np.pi * 0.05 * T) + 0.2 * T
+    mains = 0.5 * np.sin(2 * np.pi * 50.0 * T)
+    inner = slice(720, -720)
+    y = remove_baseline_wander(ecg_like + wander, FS)
+    assert np.abs(y[inner] - ecg_like[inner]).max() < 0.05
+    assert np.abs(notch_filter(ecg_like + mains, FS, 50.0)[inner] - ecg_like[inner]).max() < 0.02
+    y = bandpass_filter(ecg_like + wander + 0.5 * np.sin(2 * np.pi * 120.0 * T), FS, 1.0, 40.0)
+    assert np.abs(y[inner] - ecg_like[inner]).max() < 0.05
+    pipe = make_pipeline(BaselineWanderRemover(FS), NotchFilter(FS), SpectralFeatures(FS))
+    assert pipe.fit_transform(np.vstack([ecg_like + wander] * 3)).shape[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda x: bandpass_filter(x, FS, 40.0, 0.5), "low < high"),
+        (lambda x: bandpass_filter(x, FS, 0.5, 180.0), "fs / 2"),
+        (lambda x: bandpass_filter(x, FS, 0.0, 40.0), "0 < low"),
+        (lambda x: bandpass_filter(x, FS, 0.5, 40.0, order=0), "order must be >= 1"),
+        (lambda x: remove_baseline_wander(x, FS, cutoff=-1.0), "cutoff"),
+        (lambda x: remove_baseline_wander(x, 0.0), "fs must be a positive"),
+        (lambda x: notch_filter(x, FS, freq=200.0), "freq"),
+        (lambda x: notch_filter(x, FS, quality=0.0), "quality"),
+        (lambda x: notch_filter(x, FS, freq="50"), "real number"),
+        (lambda x: bandpass_filter(np.where(T < 1, np.nan, x), FS, 0.5, 40.0), "NaN"),
+        (lambda x: BandpassFilter(FS, low=50.0, high=10.0).fit(x[None]), "low < high"),
+        (lambda x: NotchFilter(FS, freq=500.0).fit(x[None]), "freq"),
+        (lambda x: BaselineWanderRemover(FS, order=1.5).fit(x[None]), "order must be an int"),
+    ],
+)
+def test_filter_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(np.sin(T))
+
+
+def test_filters_short_rows_and_dtypes():
+    X = np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)
+    for est in (BandpassFilter(100.0), BaselineWanderRemover(100.0), NotchFilter(250.0)):
+        Y = est.fit_transform(X)
+        assert Y.shape == X.shape and Y.dtype == np.float64 and np.isfinite(Y).all()
+    Xi = np.arange(50).reshape(1, 50) % 7
+    np.testing.assert_allclose(NotchFilter(250.0).fit_transform(Xi),
+                               NotchFilter(250.0).fit_transform(Xi.astype(float)))
