@@ -1,0 +1,287 @@
+"""Heartbeats of a record: positions, AAMI labels, morphology and rhythm features."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._aami import aami_class
+from ._filters import bandpass_ecg
+from ._record import ECGRecord, load_record
+from ._rpeaks import detect_r_peaks
+
+__all__ = ["Beats", "load_beats", "segment_beats"]
+
+_RHYTHM_ADAPTED = ("log_pre_rr_rec", "log_post_rr_rec", "log_pre_rr_local", "log_post_pre",
+                   "log_local_rr_rec")
+_RHYTHM_RAW = ("pre_rr", "post_rr", "local_rr", "post_pre_ratio", "record_rr")
+_SHAPE = ("qrs_amplitude", "template_corr")
+
+
+@dataclass
+class Beats:
+    """The beats of one record and their features.
+
+    Attributes
+    ----------
+    features : ndarray of shape (n_beats, n_features)
+        Beat features (see :func:`segment_beats`), float64.
+    labels : ndarray of str, shape (n_beats,)
+        AAMI classes ``"N"``, ``"S"``, ``"V"``, ``"F"``, ``"Q"``; ``""`` when
+        the record has no annotations.
+    symbols : ndarray of str, shape (n_beats,)
+        The MIT-BIH annotation symbols (``""`` for detected beats).
+    samples : ndarray of int64, shape (n_beats,)
+        Sample index of each beat's R peak (or annotation).
+    record : str
+        Record name.
+    fs : float
+        Sampling frequency in Hz.
+    lead : str
+        Name of the lead the beats come from.
+    feature_names : list of str
+        One name per column of ``features``.
+    annotated : bool
+        True when the beats come from annotations, False when detected.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    symbols: np.ndarray
+    samples: np.ndarray
+    record: str
+    fs: float
+    lead: str
+    feature_names: list[str] = field(default_factory=list)
+    annotated: bool = True
+
+    @property
+    def times(self) -> np.ndarray:
+        """Beat times in seconds from the record start."""
+        return self.samples / self.fs
+
+    def __len__(self) -> int:
+        return int(self.samples.shape[0])
+
+
+def _choose_lead(rec: ECGRecord, lead) -> int:
+    idx = rec.lead_index(lead)
+    if idx is None:
+        idx = 0
+        warnings.warn(
+            f"record {rec.name} has no lead {lead!r} (leads: {', '.join(rec.leads)}); "
+            f"using channel 0 ({rec.leads[0]})",
+            UserWarning,
+            stacklevel=3,
+        )
+    return idx
+
+
+def _rhythm(samples, fs, local_beats):
+    """Pre/post RR, local RR (median of the previous RRs) and record median RR."""
+    n = len(samples)
+    rr = np.diff(samples) / fs
+    med = float(np.median(rr)) if len(rr) else 1.0
+    if not np.isfinite(med) or med <= 0:
+        med = 1.0
+    pre = np.full(n, med)
+    post = np.full(n, med)
+    if n > 1:
+        pre[1:] = rr
+        post[:-1] = rr
+    local = np.full(n, med)
+    for i in range(2, n):
+        # RR intervals before this beat's own pre-RR: rr[i-1-k] for k = 1..local_beats
+        lo = max(0, i - 1 - local_beats)
+        local[i] = np.median(rr[lo: i - 1])
+    eps = 1e-3
+    pre = np.maximum(pre, eps)
+    post = np.maximum(post, eps)
+    return pre, post, np.maximum(local, eps), med
+
+
+def _bin_windows(x, samples, fs, window, n_bins):
+    before = int(round(window[0] * fs))
+    after = int(round(window[1] * fs))
+    offsets = np.arange(-before, after)
+    idx = np.clip(samples[:, None] + offsets[None, :], 0, x.shape[0] - 1)
+    win = x[idx]
+    edges = np.linspace(0, len(offsets), n_bins + 1).round().astype(int)
+    counts = np.diff(edges)
+    return np.add.reduceat(win, edges[:-1], axis=1) / counts, win, before
+
+
+def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_tompkins",
+                  window=(0.25, 0.45), n_morphology=24, local_beats=10, adapt=True):
+    """Find the beats of a record and describe each by morphology and rhythm.
+
+    The lead is filtered (0.5-40 Hz zero-phase Butterworth band-pass). Beats
+    are the record's beat annotations (non-beat symbols dropped) or, without
+    annotations, the detected R peaks (:func:`detect_r_peaks`). Every beat
+    gets one row; beats at the record edges are padded.
+
+    Features (``adapt=True``, the default, designed for unseen patients):
+
+    - ``n_morphology`` morphology values: the filtered beat from ``window[0]``
+      s before to ``window[1]`` s after the R peak, averaged into equal bins,
+      divided by the record's median QRS peak-to-peak amplitude, minus the
+      record's median beat (so a beat is described by how it differs from
+      that patient's typical beat);
+    - ``qrs_amplitude``: log ratio of the beat's QRS peak-to-peak amplitude
+      to the record median; ``template_corr``: correlation of the beat with
+      the record's median beat;
+    - rhythm: log ratios of the pre-RR and post-RR intervals to the record's
+      median RR, of the pre-RR to the local RR (median of the previous
+      ``local_beats`` intervals), of post-RR to pre-RR (prematurity and
+      compensatory pause), and of the local RR to the record median.
+
+    With ``adapt=False``, the morphology is the amplitude-normalised beat
+    itself and the rhythm features are the intervals in seconds.
+
+    No labels are used: the adaptation is unsupervised.
+
+    Parameters
+    ----------
+    record : str, path-like or ECGRecord
+        A WFDB record path without extension, or a record already loaded
+        with :func:`load_record`.
+    lead : str or int, default="MLII"
+        Lead name (or channel index). When the record lacks it, channel 0 is
+        used with a warning.
+    use_annotations : bool, default=True
+        Use the beat annotations when present; False always detects R peaks.
+    detector : {"pan_tompkins", "xqrs"}, default="pan_tompkins"
+        R-peak detector for records without annotations.
+    window : (float, float), default=(0.25, 0.45)
+        Seconds before and after the R peak covered by the morphology.
+    n_morphology : int, default=24
+        Number of morphology bins.
+    local_beats : int, default=10
+        Number of previous RR intervals forming the local rhythm.
+    adapt : bool, default=True
+        Express features relative to the record's median beat and median RR.
+
+    Returns
+    -------
+    beats : Beats
+        Features, AAMI labels, symbols, sample indices and feature names.
+
+    Examples
+    --------
+    >>> from sigflow.ecg import example_records, segment_beats
+    >>> beats = segment_beats(example_records()[0])
+    >>> beats.features.shape[1], len(beats.feature_names)
+    (31, 31)
+    >>> sorted(set(beats.labels)) # doctest: +SKIP
+    ['N', 'S', 'V']
+    """
+    rec = record if isinstance(record, ECGRecord) else load_record(os.fspath(record))
+    ch = _choose_lead(rec, lead)
+    fs = rec.fs
+    x = bandpass_ecg(rec.signal[:, ch], fs, low=0.5, high=40.0)
+
+    annotated = bool(use_annotations and rec.has_annotations)
+    if annotated:
+        cls = aami_class(rec.ann_symbols)
+        keep = cls != ""
+        samples = rec.ann_samples[keep].astype(np.int64)
+        symbols = rec.ann_symbols[keep].astype(str)
+        labels = cls[keep]
+    else:
+        samples = detect_r_peaks(rec.signal[:, ch], fs, method=detector)
+        symbols = np.full(len(samples), "", dtype="<U1")
+        labels = np.full(len(samples), "", dtype="<U1")
+    order = np.argsort(samples, kind="stable")
+    samples, symbols, labels = samples[order], symbols[order], labels[order]
+
+    n_features = n_morphology + len(_SHAPE) + len(_RHYTHM_ADAPTED)
+    names = [f"morph_{i:02d}" for i in range(n_morphology)] + list(_SHAPE)
+    names += list(_RHYTHM_ADAPTED if adapt else _RHYTHM_RAW)
+    if len(samples) == 0:
+        return Beats(np.zeros((0, n_features)), labels, symbols, samples, rec.name, fs,
+                     rec.leads[ch], names, annotated)
+
+    morph, win, before = _bin_windows(x, samples, fs, window, n_morphology)
+    q = max(int(round(0.06 * fs)), 1)
+    qrs = win[:, max(before - q, 0): before + q + 1]
+    ptp = qrs.max(axis=1) - qrs.min(axis=1)
+    scale = float(np.median(ptp))
+    if not np.isfinite(scale) or scale <= 0:
+        scale = 1.0
+    morph = morph / scale
+    template = np.median(morph, axis=0)
+    mc = morph - morph.mean(axis=1, keepdims=True)
+    tc = template - template.mean()
+    denom = np.linalg.norm(mc, axis=1) * np.linalg.norm(tc)
+    corr = np.divide(mc @ tc, denom, out=np.zeros(len(morph)), where=denom > 0)
+    amp = np.log(np.maximum(ptp, 1e-6 * scale) / scale)
+
+    pre, post, local, med = _rhythm(samples, fs, local_beats)
+    if adapt:
+        morph = morph - template
+        rhythm = np.column_stack([np.log(pre / med), np.log(post / med), np.log(pre / local),
+                                  np.log(post / pre), np.log(local / med)])
+    else:
+        rhythm = np.column_stack([pre, post, local, post / pre, np.full(len(pre), med)])
+    features = np.column_stack([morph, amp, corr, rhythm]).astype(np.float64)
+    return Beats(features, labels, symbols, samples, rec.name, fs, rec.leads[ch], names,
+                 annotated)
+
+
+def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
+    """Beat features, AAMI labels and record groups from WFDB records.
+
+    Parameters
+    ----------
+    records : str, path-like, ECGRecord, or a list of them
+        WFDB record paths without extension (as :func:`wfdb.rdrecord` takes
+        them), e.g. ``["mitdb/101", "mitdb/106"]``.
+    lead : str or int, default="MLII"
+        Lead to use; records without it fall back to channel 0 with a
+        warning (MIT-BIH 102 and 104 have no MLII; in 114 MLII is channel 1
+        and is found by name).
+    return_samples : bool, default=False
+        Also return each beat's R-peak sample index.
+    **kwargs
+        Passed to :func:`segment_beats` (``use_annotations``, ``detector``,
+        ``window``, ``n_morphology``, ``local_beats``, ``adapt``).
+
+    Returns
+    -------
+    X : ndarray of shape (n_beats, n_features), float64
+        Beat features, ready for a detector.
+    y : ndarray of str, shape (n_beats,)
+        AAMI classes; ``""`` for beats of records without annotations.
+    groups : ndarray of str, shape (n_beats,)
+        Record name of each beat (for ``GroupKFold``).
+    samples : ndarray of int64, shape (n_beats,)
+        R-peak sample index within its record; only with ``return_samples``.
+
+    See Also
+    --------
+    segment_beats : the beats of one record, with feature names.
+
+    Examples
+    --------
+    >>> from sigflow.ecg import example_records, load_beats
+    >>> X, y, groups = load_beats(example_records())
+    >>> X.shape[0] == y.shape[0] == groups.shape[0]
+    True
+    >>> sorted(set(y))
+    ['N', 'S', 'V']
+    """
+    if isinstance(records, (str, os.PathLike, ECGRecord)):
+        records = [records]
+    parts = [segment_beats(r, lead=lead, **kwargs) for r in records]
+    if not parts:
+        raise ValueError("no records given")
+    X = np.concatenate([b.features for b in parts], axis=0)
+    y = np.concatenate([b.labels.astype("<U1") for b in parts])
+    groups = np.concatenate([np.full(len(b), b.record) for b in parts]).astype(str)
+    if return_samples:
+        samples = np.concatenate([b.samples for b in parts]).astype(np.int64)
+        return X, y, groups, samples
+    return X, y, groups

@@ -1,0 +1,225 @@
+"""Reading WFDB records into a small, explicit container."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ECGRecord", "RecordFormatError", "load_record"]
+
+# Bytes used by ``n`` samples in the WFDB storage formats wfdb can write.
+_BITS_PER_SAMPLE = {
+    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
+    "212": 12, "310": 32 / 3, "311": 32 / 3,
+}
+
+
+class RecordFormatError(ValueError):
+    """A WFDB record (header, signal or annotation file) is malformed or truncated.
+
+    The message names the offending file.
+    """
+
+
+@dataclass
+class ECGRecord:
+    """An ECG record in physical units with its beat annotations.
+
+    Attributes
+    ----------
+    name : str
+        Record name (the file stem, e.g. ``"101"``).
+    signal : ndarray of shape (n_samples, n_channels)
+        Signals in physical units (usually mV), float64.
+    fs : float
+        Sampling frequency in Hz.
+    leads : list of str
+        Lead (signal) names, one per column of ``signal``.
+    units : list of str
+        Physical units, one per column of ``signal``.
+    ann_samples : ndarray of int or None
+        Sample indices of the annotations (all symbols, beat and non-beat),
+        or None when the record has no annotation file.
+    ann_symbols : ndarray of str or None
+        Annotation symbols (MIT-BIH codes such as ``"N"``, ``"V"``, ``"+"``).
+    path : str
+        The record path without extension (or the PhysioNet record name).
+    """
+
+    name: str
+    signal: np.ndarray
+    fs: float
+    leads: list[str]
+    units: list[str] = field(default_factory=list)
+    ann_samples: np.ndarray | None = None
+    ann_symbols: np.ndarray | None = None
+    path: str = ""
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples per channel."""
+        return int(self.signal.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Record duration in seconds."""
+        return self.n_samples / self.fs
+
+    @property
+    def has_annotations(self) -> bool:
+        """Whether beat annotations were read with the record."""
+        return self.ann_samples is not None
+
+    def lead_index(self, lead: str | int | None) -> int | None:
+        """Column index of ``lead`` (a name or an index), or None when absent."""
+        if lead is None:
+            return None
+        if isinstance(lead, (int, np.integer)):
+            return int(lead) if 0 <= int(lead) < len(self.leads) else None
+        for i, name in enumerate(self.leads):
+            if name.strip().upper() == str(lead).strip().upper():
+                return i
+        return None
+
+    def __repr__(self) -> str:
+        n_ann = "none" if self.ann_samples is None else len(self.ann_samples)
+        return (
+            f"ECGRecord(name={self.name!r}, n_samples={self.n_samples}, fs={self.fs:g}, "
+            f"leads={self.leads}, annotations={n_ann})"
+        )
+
+
+def _check_local_files(path: str) -> None:
+    """Raise a clear error for a missing header or a truncated signal file."""
+    import wfdb
+
+    header = path + ".hea"
+    if not os.path.isfile(header):
+        raise FileNotFoundError(f"WFDB header file not found: {header}")
+    try:
+        head = wfdb.rdheader(path)
+    except Exception as exc:  # wfdb raises several types for bad headers
+        raise RecordFormatError(f"malformed WFDB header {header}: {exc}") from exc
+    if head.n_sig in (None, 0) or head.fs in (None, 0):
+        raise RecordFormatError(f"malformed WFDB header {header}: no signals or no sampling rate")
+    if head.sig_len in (None, 0) or head.file_name is None:
+        return
+    folder = os.path.dirname(path)
+    per_file: dict[str, list[int]] = {}
+    for i, fname in enumerate(head.file_name):
+        per_file.setdefault(fname, []).append(i)
+    for fname, idx in per_file.items():
+        dat = os.path.join(folder, fname)
+        if not os.path.isfile(dat):
+            raise FileNotFoundError(f"WFDB signal file not found: {dat} (named in {header})")
+        fmt = str(head.fmt[idx[0]])
+        bits = _BITS_PER_SAMPLE.get(fmt)
+        if bits is None:
+            continue
+        spf = head.samps_per_frame or [1] * head.n_sig
+        per_frame = sum(int(spf[i] or 1) for i in idx)
+        offset = int((head.byte_offset or [0] * head.n_sig)[idx[0]] or 0)
+        expected = offset + math.ceil(head.sig_len * per_frame * bits / 8)
+        found = os.path.getsize(dat)
+        # Formats 212/310/311 pack samples in groups; allow the final partial group.
+        if found + 3 < expected:
+            raise RecordFormatError(
+                f"truncated WFDB signal file {dat}: expected {expected} bytes for "
+                f"{head.sig_len} samples (format {fmt}), found {found}"
+            )
+
+
+def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
+    """Read a WFDB record, in physical units, with its annotations when present.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Record path without extension (as :func:`wfdb.rdrecord` takes it),
+        e.g. ``"data/mitdb/101"``. With ``pn_dir``, the record name only
+        (e.g. ``"101"``).
+    pn_dir : str, default=None
+        PhysioNet database directory (e.g. ``"mitdb"``) to stream the record
+        from instead of local files; needs network access.
+    channels : list of int, default=None
+        Channels to read (all by default).
+    annotation : str or None, default="atr"
+        Annotation file extension. The annotations are read when the file
+        exists (always tried with ``pn_dir``); None skips them.
+
+    Returns
+    -------
+    record : ECGRecord
+        Signals (n_samples, n_channels) in physical units, sampling rate, lead
+        names and annotations (None when there are none).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the header or a signal file is missing (the message names it).
+    RecordFormatError
+        When a file is malformed or truncated (the message names it).
+
+    Examples
+    --------
+    >>> from sigflow.ecg import example_records, load_record
+    >>> rec = load_record(example_records()[0])
+    >>> rec.leads, rec.fs
+    (['MLII'], 360.0)
+    >>> rec.signal.ndim
+    2
+    """
+    import wfdb
+
+    path = os.fspath(path)
+    if path.endswith((".hea", ".dat")):
+        path = path[:-4]
+    name = Path(path).name
+    if pn_dir is None:
+        _check_local_files(path)
+    try:
+        rec = wfdb.rdrecord(path, channels=channels, physical=True, pn_dir=pn_dir)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        where = f"{pn_dir}/{path}" if pn_dir else path
+        raise RecordFormatError(f"could not read WFDB record {where} (.hea/.dat): {exc}") from exc
+    signal = rec.p_signal
+    if signal is None or signal.ndim != 2 or signal.shape[0] == 0:
+        raise RecordFormatError(f"WFDB record {path} has no signal samples")
+    if rec.sig_len and signal.shape[0] != rec.sig_len:
+        raise RecordFormatError(
+            f"truncated WFDB signal for {path}: header says {rec.sig_len} samples, "
+            f"read {signal.shape[0]}"
+        )
+    signal = np.asarray(signal, dtype=np.float64)
+    ann_samples = ann_symbols = None
+    if annotation is not None:
+        ann_file = f"{path}.{annotation}"
+        if pn_dir is not None or os.path.isfile(ann_file):
+            try:
+                ann = wfdb.rdann(path, annotation, pn_dir=pn_dir)
+            except Exception as exc:
+                if pn_dir is not None and "404" in str(exc):
+                    ann = None
+                else:
+                    raise RecordFormatError(
+                        f"malformed WFDB annotation file {ann_file}: {exc}"
+                    ) from exc
+            if ann is not None:
+                ann_samples = np.asarray(ann.sample, dtype=np.int64)
+                ann_symbols = np.asarray(ann.symbol, dtype=object).astype(str)
+    return ECGRecord(
+        name=name,
+        signal=signal,
+        fs=float(rec.fs),
+        leads=[str(s) for s in rec.sig_name],
+        units=[str(u) for u in (rec.units or [])],
+        ann_samples=ann_samples,
+        ann_symbols=ann_symbols,
+        path=path,
+    )

@@ -1,0 +1,201 @@
+"""R-peak detection and its evaluation against reference annotations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._filters import bandpass_ecg
+
+__all__ = ["detect_r_peaks", "rpeak_accuracy"]
+
+_THR = 0.25  # threshold between the noise and signal levels
+_TWIN = 0.36  # T-wave rejection window (s)
+
+
+def _running_level(values, positions, n_samples, fs, window_s):
+    """Median of ``values`` (at ``positions``) over a sliding time window, per sample."""
+    if len(values) == 0:
+        return np.zeros(n_samples)
+    half = window_s * fs / 2
+    lo = np.searchsorted(positions, positions - half)
+    hi = np.searchsorted(positions, positions + half)
+    level = np.array([np.median(values[a:b]) for a, b in zip(lo, hi, strict=True)])
+    grid = np.arange(n_samples)
+    return np.interp(grid, positions, level)
+
+
+def _pan_tompkins(x, fs, refractory=0.2):
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import find_peaks
+
+    n = x.shape[0]
+    qrs = bandpass_ecg(x, fs, low=5.0, high=15.0, order=2)
+    energy = np.gradient(qrs) ** 2
+    mwi = uniform_filter1d(energy, size=max(int(round(0.12 * fs)), 1), mode="nearest")
+    dist = max(int(round(refractory * fs)), 1)
+    cand, _ = find_peaks(mwi, distance=dist)
+    if len(cand) == 0:
+        return cand
+    heights = mwi[cand]
+    # Signal level: running median of the largest candidate in each second.
+    step = int(fs)
+    seg = cand // step
+    top = {}
+    for c, h, s in zip(cand, heights, seg, strict=True):
+        if s not in top or h > mwi[top[s]]:
+            top[s] = c
+    top_pos = np.array(sorted(top.values()))
+    level = _running_level(mwi[top_pos], top_pos, n, fs, window_s=10.0)
+    noise = _running_level(heights, cand, n, fs, window_s=10.0)
+    noise = np.minimum(noise, 0.5 * level)
+    thr = noise + _THR * (level - noise)
+    keep = heights > thr[cand]
+    peaks = list(cand[keep])
+    # Search back in long gaps with a halved threshold.
+    if len(peaks) > 2:
+        rr = np.diff(peaks)
+        med = np.median(rr)
+        extra = []
+        for a, b in zip(peaks[:-1], peaks[1:], strict=True):
+            if b - a > 1.66 * med:
+                inside = cand[(cand > a + dist) & (cand < b - dist)]
+                if len(inside):
+                    best = inside[np.argmax(mwi[inside])]
+                    if mwi[best] > 0.5 * thr[best]:
+                        extra.append(best)
+        peaks = np.sort(np.array(peaks + extra))
+    peaks = np.asarray(peaks, dtype=np.int64)
+    # T-wave rejection: a peak within 360 ms of the previous one with less than
+    # half its maximal slope is a T wave.
+    slope = np.abs(np.gradient(qrs))
+    half_win = max(int(round(0.075 * fs)), 1)
+
+    def max_slope(p):
+        return slope[max(p - half_win, 0): p + half_win + 1].max()
+
+    out = []
+    for p in peaks:
+        if out and p - out[-1] < _TWIN * fs and max_slope(p) < 0.5 * max_slope(out[-1]):
+            continue
+        out.append(p)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _refine_to_peak(x, peaks, fs, radius=0.1):
+    """Move each detection to the R-wave extremum of the filtered signal."""
+    if len(peaks) == 0:
+        return peaks
+    r = max(int(round(radius * fs)), 1)
+    n = x.shape[0]
+    idx = np.clip(peaks[:, None] + np.arange(-r, r + 1)[None, :], 0, n - 1)
+    win = x[idx]
+    # Dominant polarity of the record's QRS complexes.
+    amax = win[np.arange(len(peaks)), np.argmax(np.abs(win), axis=1)]
+    sign = 1.0 if np.median(amax) >= 0 else -1.0
+    refined = idx[np.arange(len(peaks)), np.argmax(sign * win, axis=1)]
+    refined = np.unique(refined)
+    # Merge detections that collapsed onto nearby samples.
+    keep = np.concatenate([[True], np.diff(refined) > 0.2 * fs])
+    return refined[keep]
+
+
+def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
+    """Detect R peaks in a single-lead ECG.
+
+    Parameters
+    ----------
+    signal : array-like of shape (n_samples,)
+        One ECG lead in physical units.
+    fs : float
+        Sampling frequency in Hz.
+    method : {"pan_tompkins", "xqrs"}, default="pan_tompkins"
+        ``"pan_tompkins"``: a vectorised Pan-Tompkins detector (5-15 Hz
+        band-pass, squared derivative, 120 ms integration, adaptive threshold
+        from running medians, search-back in long gaps, T-wave rejection); fast.
+        ``"xqrs"``: :func:`wfdb.processing.xqrs_detect` (slower, pure Python).
+        Either way each detection is moved to the R-wave extremum (of the
+        record's dominant polarity) of the 0.5-40 Hz filtered signal within
+        100 ms.
+
+    Returns
+    -------
+    peaks : ndarray of int64
+        Sorted sample indices of the R peaks.
+
+    Examples
+    --------
+    >>> from sigflow.ecg import detect_r_peaks, make_synthetic_ecg
+    >>> sig, fs, ann = make_synthetic_ecg(duration=30, random_state=0)
+    >>> peaks = detect_r_peaks(sig, fs)
+    >>> abs(len(peaks) - len(ann["sample"])) <= 1
+    True
+    """
+    x = np.asarray(signal, dtype=np.float64).ravel()
+    if x.size < 2 * fs:
+        return np.zeros(0, dtype=np.int64)
+    x = np.nan_to_num(x, nan=float(np.nanmedian(x)) if np.isfinite(x).any() else 0.0)
+    if method == "pan_tompkins":
+        peaks = _pan_tompkins(x, fs)
+    elif method == "xqrs":
+        from wfdb.processing import xqrs_detect
+
+        peaks = np.asarray(xqrs_detect(x, fs, verbose=False), dtype=np.int64)
+    else:
+        raise ValueError(f"method must be 'pan_tompkins' or 'xqrs', got {method!r}")
+    filtered = bandpass_ecg(x, fs, low=0.5, high=40.0)
+    return _refine_to_peak(filtered, np.asarray(peaks, dtype=np.int64), fs)
+
+
+def rpeak_accuracy(reference, detected, fs, tolerance=0.15):
+    """Sensitivity and positive predictivity of R-peak detections.
+
+    Each reference beat is matched to at most one detection within
+    ``tolerance`` seconds (greedy, nearest first).
+
+    Parameters
+    ----------
+    reference, detected : array-like of int
+        Sample indices of the reference beats and of the detections.
+    fs : float
+        Sampling frequency in Hz.
+    tolerance : float, default=0.15
+        Matching window in seconds (150 ms, as in the AAMI EC57 practice).
+
+    Returns
+    -------
+    result : dict
+        ``"sensitivity"`` (TP / n_reference), ``"ppv"`` (positive
+        predictivity, TP / n_detected), and the counts ``"tp"``, ``"fn"``,
+        ``"fp"``.
+
+    Examples
+    --------
+    >>> from sigflow.ecg import rpeak_accuracy
+    >>> rpeak_accuracy([100, 400, 700], [102, 399, 1000], fs=360)["sensitivity"]
+    0.6666666666666666
+    """
+    ref = np.sort(np.asarray(reference, dtype=np.int64).ravel())
+    det = np.sort(np.asarray(detected, dtype=np.int64).ravel())
+    tol = tolerance * fs
+    used = np.zeros(len(det), dtype=bool)
+    tp = 0
+    for r in ref:
+        j = np.searchsorted(det, r)
+        best, best_d = -1, np.inf
+        for k in (j - 2, j - 1, j, j + 1):
+            if 0 <= k < len(det) and not used[k]:
+                d = abs(det[k] - r)
+                if d <= tol and d < best_d:
+                    best, best_d = k, d
+        if best >= 0:
+            used[best] = True
+            tp += 1
+    fn = len(ref) - tp
+    fp = len(det) - tp
+    return {
+        "sensitivity": tp / len(ref) if len(ref) else float("nan"),
+        "ppv": tp / len(det) if len(det) else float("nan"),
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+    }
