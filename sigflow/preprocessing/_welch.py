@@ -78,20 +78,22 @@ def _welch_rocket(x, nperseg, hop, n_seg, win, detrend, scale, out):
             o[k] = acc * scale[k]
 
 
-@nb.njit(parallel=True, cache=True)
+# The fallback kernels are serial on purpose: scipy.fft's worker threads do the parallel
+# part, and numba's OpenMP threads spin-waiting between calls would compete with them.
+@nb.njit(cache=True)
 def _segments(x, nperseg, hop, n_seg, win, detrend, segs):
     tt = np.arange(nperseg) - (nperseg - 1) / 2.0
     tt_ss = np.sum(tt * tt)
-    for r in nb.prange(x.shape[0]):
+    for r in range(x.shape[0]):
         xr = x[r]
         for s in range(n_seg):
             _prepare_segment(xr, s * hop, nperseg, win, detrend, segs[r, s], tt, tt_ss)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _average_power(spec, scale, out):
     n_seg = spec.shape[1]
-    for r in nb.prange(spec.shape[0]):
+    for r in range(spec.shape[0]):
         o = out[r]
         for k in range(spec.shape[2]):
             acc = 0.0
