@@ -1,0 +1,279 @@
+"""What the flow estimators share: parameters, validation, training, scoring, pickling."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..flows import Flow, TrainingConfig, rademacher_probes, train_flow
+from ._device import resolve_device
+
+__all__ = ["BaseFlowEstimator"]
+
+TRACE_ESTIMATORS = ("auto", "exact", "hutchinson")
+# Above this dimension "auto" uses Hutchinson for velocity networks whose exact trace costs
+# d times a forward pass (three or more hidden layers). Networks with one or two hidden
+# layers have an analytic trace that costs about one forward pass whatever d is, so "auto"
+# keeps the exact trace for them.
+EXACT_TRACE_MAX_DIM = 64
+_SCORE_CHUNK = 4096
+
+_FLOW_PARAMS_DOC = """
+    method : {"lfm", "fm", "jko"}, default="lfm"
+        Training method. ``"lfm"``: Local Flow Matching, ``n_blocks - 1`` blocks that each
+        follow a short Ornstein-Uhlenbeck step toward N(0, I), then one free flow-matching
+        block. ``"fm"``: a single flow-matching block from the data to N(0, I).
+        ``"jko"``: JKO-iFlow, blocks that each take one Wasserstein proximal step of the
+        KL divergence to N(0, I).
+    n_blocks : int, default=6
+        Number of flow blocks (ignored by ``"fm"``, which uses one; an upper bound for
+        ``"jko"`` when ``tol`` is set).
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Widths of the hidden layers of each block's velocity network.
+    activation : {"silu", "softplus", "tanh"}, default="silu"
+        Smooth activation of the velocity networks.
+    max_iter : int, default=1500
+        Optimisation steps (Adam) per block.
+    batch_size : int, default=512
+        Minibatch size (capped at the number of training samples).
+    learning_rate_init : float, default=2e-3
+        Initial learning rate of each block; it decays by a cosine schedule to 1/20 of it.
+    ode_solver : {"rk4", "midpoint", "euler"}, default="rk4"
+        Fixed-step solver for log-likelihoods, transforms and sampling. Fixed steps make a
+        sample's score independent of the other samples in its batch.
+    n_ode_steps : int, default=4
+        Solver steps per block. Function evaluations per block are
+        ``n_ode_steps * {rk4: 4, midpoint: 2, euler: 1}``.
+    step_size : float, default=0.3
+        Ornstein-Uhlenbeck time ``h_1`` of the first block (``"lfm"``, ``"jko"``).
+    step_size_ratio : float, default=1.3
+        Geometric growth of the step sizes: ``h_k = step_size * step_size_ratio**(k-1)``.
+    interpolant : {"linear", "trig"}, default="linear"
+        Flow-matching interpolant (``"lfm"``, ``"fm"``).
+    trace_estimator : {"auto", "exact", "hutchinson"}, default="auto"
+        Divergence used in log-likelihoods. ``"exact"`` is deterministic; for velocity
+        networks with one or two hidden layers it costs about one extra forward pass
+        whatever the dimension, so ``"auto"`` keeps it; deeper networks switch to
+        ``"hutchinson"`` above 64 features. Hutchinson probes are drawn once from
+        ``random_state`` and shared by all samples, so scores stay deterministic and
+        batch-independent.
+    n_probes : int, default=8
+        Rademacher probes averaged by the Hutchinson estimator.
+    tol : float or None, default=None
+        ``"jko"`` only: stop adding blocks once a block moves the data by less than
+        ``tol`` (``E|T(x) - x|^2 / E|T(x)|^2``).
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available, else the CPU. The resolved device is
+        ``device_``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the network initialisation, minibatches, noise and probes (through a local
+        ``torch.Generator``; the global RNGs of numpy and torch are not touched when an
+        int is given). The same value gives identical scores.
+    verbose : int, default=0
+        Show a progress bar per block when positive."""
+
+
+class BaseFlowEstimator(BaseEstimator):
+    """Base class of the flow estimators; not for direct use."""
+
+    _min_samples = 2
+
+    def __init__(
+        self,
+        *,
+        method="lfm",
+        n_blocks=6,
+        hidden_layer_sizes=(128, 128),
+        activation="silu",
+        max_iter=1500,
+        batch_size=512,
+        learning_rate_init=2e-3,
+        ode_solver="rk4",
+        n_ode_steps=4,
+        step_size=0.3,
+        step_size_ratio=1.3,
+        interpolant="linear",
+        trace_estimator="auto",
+        n_probes=8,
+        tol=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.method = method
+        self.n_blocks = n_blocks
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.ode_solver = ode_solver
+        self.n_ode_steps = n_ode_steps
+        self.step_size = step_size
+        self.step_size_ratio = step_size_ratio
+        self.interpolant = interpolant
+        self.trace_estimator = trace_estimator
+        self.n_probes = n_probes
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    def _training_config(self):
+        hidden = self.hidden_layer_sizes
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = (int(hidden),)
+        config = TrainingConfig(
+            method=self.method,
+            n_blocks=1 if self.method == "fm" else self.n_blocks,
+            hidden_layer_sizes=tuple(hidden) if isinstance(hidden, (tuple, list)) else hidden,
+            activation=self.activation,
+            max_iter=self.max_iter,
+            batch_size=self.batch_size,
+            learning_rate_init=self.learning_rate_init,
+            ode_solver=self.ode_solver,
+            n_ode_steps=self.n_ode_steps,
+            step_size=self.step_size,
+            step_size_ratio=self.step_size_ratio,
+            interpolant=self.interpolant,
+            tol=self.tol,
+            verbose=self.verbose,
+        )
+        config.validate()
+        if self.activation not in ("silu", "softplus", "tanh"):
+            raise ValueError(
+                f"activation must be 'silu', 'softplus' or 'tanh', got {self.activation!r}"
+            )
+        if self.trace_estimator not in TRACE_ESTIMATORS:
+            raise ValueError(
+                f"trace_estimator must be one of {TRACE_ESTIMATORS}, got {self.trace_estimator!r}"
+            )
+        if not isinstance(self.n_probes, numbers.Integral) or self.n_probes < 1:
+            raise ValueError(f"n_probes must be a positive integer, got {self.n_probes!r}")
+        if self.tol is not None and not (isinstance(self.tol, numbers.Real) and self.tol > 0):
+            raise ValueError(f"tol must be None or a positive number, got {self.tol!r}")
+        return config
+
+    def _validate_training_data(self, X):
+        X = validate_data(self, X, dtype=np.float64, ensure_min_samples=self._min_samples)
+        return X
+
+    def _fit_flow(self, X, rng):
+        """Standardise ``X``, train the flow and set the fitted attributes."""
+        config = self._training_config()
+        device = resolve_device(self.device)
+        n_features = X.shape[1]
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[~(scale > np.finfo(np.float64).tiny * 1e3)] = 1.0
+        self.scale_ = scale
+        trace = self.trace_estimator
+        if trace == "auto":
+            cheap_exact = len(config.hidden_layer_sizes) <= 2
+            trace = "exact" if cheap_exact or n_features <= EXACT_TRACE_MAX_DIM else "hutchinson"
+        self.trace_estimator_ = trace
+        seeds = rng.randint(0, np.iinfo(np.int32).max, size=2)
+        if trace == "hutchinson":
+            probe_gen = torch.Generator().manual_seed(int(seeds[1]))
+            config.probes = rademacher_probes(self.n_probes, n_features, generator=probe_gen)
+        generator = torch.Generator(device=device).manual_seed(int(seeds[0]))
+        Xs = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32, device=device)
+        result = train_flow(Xs, config, generator)
+        self.flow_ = result.flow.to(dtype=torch.float64)
+        self.probes_ = None if config.probes is None else config.probes.to(torch.float64)
+        self.loss_curve_ = list(result.loss_curve)
+        self.block_stats_ = list(result.block_stats)
+        self.n_iter_ = len(self.loss_curve_)
+        self.device_ = str(device)
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def _check_X(self, X):
+        check_is_fitted(self, "flow_")
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
+    def _standardised_tensor(self, X):
+        return torch.as_tensor(
+            (X - self.mean_) / self.scale_, dtype=torch.float64, device=self.device_
+        )
+
+    def _log_likelihood(self, X):
+        """Log-density (natural log) of validated rows ``X`` in the user's units."""
+        log_jac = -np.log(self.scale_).sum()
+        Xs = self._standardised_tensor(X)
+        probes = None if self.probes_ is None else self.probes_.to(self.device_)
+        out = []
+        with torch.no_grad():
+            for chunk in torch.split(Xs, _SCORE_CHUNK):
+                out.append(self.flow_.log_prob(chunk, probes=probes).cpu().numpy())
+        scores = np.concatenate(out) if out else np.empty(0)
+        return scores + log_jac
+
+    def _push(self, X, inverse=False):
+        """Map validated rows between data space and latent space."""
+        out = []
+        if inverse:
+            Z = torch.as_tensor(X, dtype=torch.float64, device=self.device_)
+        else:
+            Z = self._standardised_tensor(X)
+        with torch.no_grad():
+            for chunk in torch.split(Z, _SCORE_CHUNK):
+                if inverse:
+                    out.append(self.flow_.inverse(chunk).cpu().numpy())
+                else:
+                    out.append(self.flow_(chunk)[0].cpu().numpy())
+        Y = np.concatenate(out) if out else np.empty((0, self.n_features_in_))
+        return Y * self.scale_ + self.mean_ if inverse else Y
+
+    def _sample(self, n_samples, random_state):
+        check_is_fitted(self, "flow_")
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        generator = torch.Generator(device=self.device_).manual_seed(
+            int(rng.randint(0, np.iinfo(np.int32).max))
+        )
+        with torch.no_grad():
+            Z = torch.randn(
+                int(n_samples), self.n_features_in_, generator=generator,
+                dtype=torch.float64, device=self.device_,
+            )
+            X = torch.cat([self.flow_.inverse(c) for c in torch.split(Z, _SCORE_CHUNK)])
+        return X.cpu().numpy() * self.scale_ + self.mean_
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        flow = state.get("flow_")
+        if isinstance(flow, Flow):
+            state["flow_"] = copy.deepcopy(flow).cpu()
+        if isinstance(state.get("probes_"), torch.Tensor):
+            state["probes_"] = state["probes_"].cpu()
+        return state
+
+    def __setstate__(self, state):
+        device = state.get("device_")
+        if device is not None and device.startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn(
+                f"this model was fitted on {device}, which is not available here; "
+                "it now runs on the CPU (device_='cpu')",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            state["device_"] = device = "cpu"
+        if device is not None and isinstance(state.get("flow_"), Flow):
+            state["flow_"] = state["flow_"].to(device)
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

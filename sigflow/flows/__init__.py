@@ -1,0 +1,30 @@
+"""The torch flow core: velocity networks, ODE integration, divergences, blocks, training.
+
+Pure torch: nothing here knows scikit-learn or numpy validation. The estimators in
+:mod:`sigflow.estimators` use :func:`train_flow` and :class:`Flow`.
+"""
+
+from ._divergence import exact_divergence, hutchinson_divergence, rademacher_probes
+from ._flow import Flow, FlowBlock, standard_normal_log_prob
+from ._ode import FIXED_STEP_SOLVERS, evaluations_per_step, integrate_adaptive, integrate_fixed
+from ._training import NonFiniteLossError, TrainingConfig, TrainingResult, ou_step_sizes, train_flow
+from ._velocity import VelocityMLP
+
+__all__ = [
+    "FIXED_STEP_SOLVERS",
+    "Flow",
+    "FlowBlock",
+    "NonFiniteLossError",
+    "TrainingConfig",
+    "TrainingResult",
+    "VelocityMLP",
+    "evaluations_per_step",
+    "exact_divergence",
+    "hutchinson_divergence",
+    "integrate_adaptive",
+    "integrate_fixed",
+    "ou_step_sizes",
+    "rademacher_probes",
+    "standard_normal_log_prob",
+    "train_flow",
+]

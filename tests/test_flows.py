@@ -1,0 +1,186 @@
+"""The flow core: divergences, ODE integration, blocks and training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sigflow.flows import (
+    Flow,
+    FlowBlock,
+    NonFiniteLossError,
+    TrainingConfig,
+    VelocityMLP,
+    exact_divergence,
+    hutchinson_divergence,
+    integrate_fixed,
+    ou_step_sizes,
+    rademacher_probes,
+    train_flow,
+)
+
+
+def _net(dim, hidden, activation="silu", seed=0, gain=3.0):
+    """A velocity network with a non-trivial field (the default init starts near zero)."""
+    net = VelocityMLP(dim, hidden, activation, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        net.weights[-1].mul_(100 * gain)
+        net.time_weights[-1].mul_(100)
+    return net.double()
+
+
+@pytest.mark.parametrize("hidden", [(7,), (6, 5), (5, 4, 6)])
+@pytest.mark.parametrize("activation", ["silu", "softplus", "tanh"])
+def test_analytic_divergence_equals_autograd_trace(hidden, activation):
+    net = _net(4, hidden, activation)
+    x = torch.randn(9, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for t in (0.0, 0.37, torch.rand(9, dtype=torch.float64)):
+        v, div = net.forward_with_divergence(x, t)
+        v_ref, div_ref = exact_divergence(net, x, t)
+        torch.testing.assert_close(v, v_ref, rtol=0, atol=1e-12)
+        torch.testing.assert_close(div, div_ref, rtol=1e-10, atol=1e-12)
+        assert div.abs().max() > 1e-3  # the check is not vacuous
+
+
+def test_exact_divergence_of_linear_field_is_trace():
+    A = torch.tensor([[1.0, 2.0, 0.0], [0.5, -3.0, 1.0], [0.0, 4.0, 0.25]], dtype=torch.float64)
+    _, div = exact_divergence(lambda x, t: x @ A.T, torch.randn(5, 3, dtype=torch.float64), 0.0)
+    torch.testing.assert_close(div, torch.full((5,), float(torch.trace(A)), dtype=torch.float64))
+
+
+def test_hutchinson_is_unbiased():
+    net = _net(5, (16, 16))
+    x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    probes = rademacher_probes(4000, 5, generator=torch.Generator().manual_seed(3))
+    assert set(probes.unique().tolist()) == {-1.0, 1.0}
+    _, est = hutchinson_divergence(net, x, 0.5, probes)
+    _, exact = net.forward_with_divergence(x, 0.5)
+    # Hutchinson's variance is 2 * sum_{i != j} J_ij^2 per probe; average over 4000 probes.
+    jac = torch.func.vmap(torch.func.jacrev(lambda z: net(z[None], 0.5)[0]))(x)
+    off = (jac**2).sum((1, 2)) - (torch.diagonal(jac, dim1=1, dim2=2) ** 2).sum(1)
+    sd = torch.sqrt(2 * off / 4000)
+    assert torch.all((est - exact).abs() < 5 * sd + 1e-12)
+    # a single probe is a different (noisy) number: the estimator is really stochastic
+    _, one = hutchinson_divergence(net, x, 0.5, probes[:1])
+    assert not torch.allclose(one, exact)
+
+
+@pytest.mark.parametrize("method,order", [("euler", 1), ("midpoint", 2), ("rk4", 4)])
+def test_fixed_step_solvers_converge_at_their_order(method, order):
+    def func(t, s):
+        return (s[0] * math.cos(t),)
+
+    exact = math.exp(math.sin(1.0))
+    errors = []
+    for n in (8, 16):
+        (y,), nfe = integrate_fixed(func, (torch.ones(1, dtype=torch.float64),), 0.0, 1.0, n, method)
+        errors.append(abs(float(y) - exact))
+        assert nfe == n * {"euler": 1, "midpoint": 2, "rk4": 4}[method]
+    assert math.log2(errors[0] / errors[1]) == pytest.approx(order, abs=0.35)
+
+
+def test_block_logdet_equals_brute_force_log_abs_det_jacobian():
+    block = FlowBlock(_net(3, (12, 12), gain=1.0))
+    x = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    y, logdet, _ = block.push(x, logdet=True, n_steps=40)
+
+    def flow_map(z):
+        return block.push(z[None], n_steps=40)[0][0]
+
+    for i in range(x.shape[0]):
+        J = torch.autograd.functional.jacobian(flow_map, x[i])
+        sign, brute = torch.linalg.slogdet(J)
+        assert sign > 0
+        assert float(logdet[i].detach()) == pytest.approx(float(brute), abs=1e-7)
+    assert logdet.abs().max() > 0.05  # the map is far from volume preserving
+    # Hutchinson log-determinant agrees in expectation
+    probes = rademacher_probes(512, 3, generator=torch.Generator().manual_seed(5))
+    _, ld_h, _ = block.push(x, logdet=True, n_steps=40, probes=probes)
+    assert torch.allclose(ld_h, logdet, atol=0.05)
+
+
+def test_flow_inverse_recovers_input_and_logdet_changes_sign():
+    g = torch.Generator().manual_seed(6)
+    flow = Flow(
+        [FlowBlock(_net(2, (10, 10), seed=s, gain=0.5)) for s in range(3)], n_steps=20
+    )
+    x = torch.randn(50, 2, dtype=torch.float64, generator=g)
+    z, ld = flow(x, logdet=True)
+    assert flow.last_nfe == 3 * 20 * 4
+    x_back = flow.inverse(z)
+    torch.testing.assert_close(x_back, x, atol=1e-7, rtol=0)
+    _, ld_inv, _ = flow.blocks[0].push(flow.blocks[0].push(x, n_steps=20)[0], inverse=True,
+                                      logdet=True, n_steps=20)
+    _, ld_fwd, _ = flow.blocks[0].push(x, logdet=True, n_steps=20)
+    torch.testing.assert_close(ld_inv, -ld_fwd, atol=1e-7, rtol=0)
+    assert not torch.allclose(z, x, atol=1e-2)
+
+
+def test_adaptive_solver_agrees_with_fine_fixed_steps():
+    block = FlowBlock(_net(2, (10, 10), gain=0.5))
+    x = torch.randn(20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    y_fixed, ld_fixed, _ = block.push(x, logdet=True, n_steps=200)
+    y_adapt, ld_adapt, nfe = block.push(x, logdet=True, solver="dopri5")
+    torch.testing.assert_close(y_adapt, y_fixed, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ld_adapt, ld_fixed, atol=1e-4, rtol=0)
+    assert nfe > 0
+
+
+def test_ou_step_sizes_are_geometric():
+    h = ou_step_sizes(4, 0.2, 1.3)
+    assert h == pytest.approx([0.2, 0.26, 0.338, 0.4394])
+
+
+@pytest.mark.parametrize("method", ["lfm", "fm"])
+def test_training_builds_blocks_and_moves_data_toward_gaussian(method):
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat([torch.randn(400, 2, generator=g) * 0.3 + 1.5, torch.randn(400, 2, generator=g) * 0.3 - 1.5])
+    X = (X - X.mean(0)) / X.std(0)
+    cfg = TrainingConfig(method=method, n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150)
+    result = train_flow(X, cfg, torch.Generator().manual_seed(0))
+    assert len(result.flow.blocks) == (3 if method == "lfm" else 1)
+    assert len(result.loss_curve) == 150 * len(result.flow.blocks)
+    kinds = [b["kind"] for b in result.block_stats]
+    assert kinds[-1] == "free" and all(k == "ou" for k in kinds[:-1])
+    # the latent codes of the data are closer to N(0, I) than the data: smaller NLL
+    flow = result.flow.double()
+    with torch.no_grad():
+        lp = flow.log_prob(X.double()).mean()
+        base = -0.5 * (X.double() ** 2).sum(1).mean() - math.log(2 * math.pi)
+    assert lp > base + 0.3
+
+
+def test_training_is_reproducible_with_a_seed():
+    X = torch.randn(300, 3, generator=torch.Generator().manual_seed(1))
+    cfg = TrainingConfig(n_blocks=2, hidden_layer_sizes=(16,), max_iter=30)
+    a = train_flow(X, cfg, torch.Generator().manual_seed(5))
+    b = train_flow(X, cfg, torch.Generator().manual_seed(5))
+    c = train_flow(X, cfg, torch.Generator().manual_seed(6))
+    assert a.loss_curve == b.loss_curve
+    assert a.loss_curve != c.loss_curve
+
+
+def test_non_finite_loss_names_block_and_step():
+    X = torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    cfg = TrainingConfig(n_blocks=2, hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=1e30)
+    with pytest.raises(NonFiniteLossError, match=r"block 1, step \d+"):
+        train_flow(X, cfg, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("method", "maf", "method must be one of"),
+        ("n_blocks", 0, "n_blocks must be a positive integer"),
+        ("hidden_layer_sizes", (), "hidden_layer_sizes"),
+        ("ode_solver", "rk45", "ode_solver must be one of"),
+        ("step_size", -1.0, "step_size must be a positive number"),
+        ("interpolant", "cubic", "interpolant must be one of"),
+    ],
+)
+def test_bad_training_configuration_is_rejected(field, value, match):
+    cfg = TrainingConfig(**{field: value})
+    with pytest.raises(ValueError, match=match):
+        cfg.validate()
