@@ -13,16 +13,16 @@ import scipy.signal
 
 from ._validation import _as_real_signal, _check_int, _raise_nonfinite, _rows_last
 
-# FFT back-end, chosen by measurement (benchmarks/preprocessing.py, 2-core AMD EPYC,
-# 20,000 x 1,024 rows, nperseg=256): scipy.signal.welch 2.45 s; chunked scipy.fft.rfft
-# (workers=2) between two numba kernels (detrend+window, |X|^2 averaging) 0.27 s;
-# rocket-fft's np.fft.rfft called inside one numba prange loop over rows 0.08 s. The
-# rocket-fft version is fastest because each row's segments go from memory through
-# detrend, window, FFT and averaging while they sit in cache, with no large temporary
-# array and no round trip through Python. Both back-ends use pocketfft/DUCC0, so they agree
-# to rounding. rocket-fft is a declared dependency; the chunked scipy.fft path is the
-# fallback when it is missing (or when SIGFLOW_NO_ROCKET_FFT=1, which the tests use to
-# exercise it).
+# FFT back-end, chosen by measurement (benchmarks/preprocessing.py, 2-core AMD EPYC shared
+# with other jobs, 20,000 x 1,024 rows, nperseg=256; see benchmarks/RESULTS.md):
+# scipy.signal.welch 0.8-2.5 s; chunked scipy.fft.rfft (all threads) between two serial
+# numba kernels (detrend + window, |X|^2 averaging) 0.21-0.27 s; rocket-fft's np.fft.rfft
+# called inside one numba prange loop over rows 0.08-0.16 s. rocket-fft wins because each
+# row's segments go from memory through detrend, window, FFT and averaging while they sit
+# in cache, with no large temporary and no round trip through Python. Both back-ends use
+# pocketfft/DUCC0 and agree to rounding. rocket-fft is a declared dependency; the chunked
+# scipy.fft path is the fallback when it is missing (or when SIGFLOW_NO_ROCKET_FFT=1, which
+# the tests use to exercise it).
 _HAS_ROCKET = importlib.util.find_spec("rocket_fft") is not None
 _FALLBACK_ROWS = 512  # rows per scipy.fft call in the fallback (bounded temporary memory)
 
