@@ -175,7 +175,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     >>> beats = segment_beats(example_records()[0])
     >>> beats.features.shape[1], len(beats.feature_names)
     (31, 31)
-    >>> sorted(set(beats.labels)) # doctest: +SKIP
+    >>> sorted(set(beats.labels.tolist()))
     ['N', 'S', 'V']
     """
     rec = record if isinstance(record, ECGRecord) else load_record(os.fspath(record))
@@ -270,7 +270,7 @@ def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
     >>> X, y, groups = load_beats(example_records())
     >>> X.shape[0] == y.shape[0] == groups.shape[0]
     True
-    >>> sorted(set(y))
+    >>> sorted(set(y.tolist()))
     ['N', 'S', 'V']
     """
     if isinstance(records, (str, os.PathLike, ECGRecord)):

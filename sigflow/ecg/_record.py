@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,21 @@ _BITS_PER_SAMPLE = {
     "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16,
     "212": 12, "310": 32 / 3, "311": 32 / 3,
 }
+
+
+@contextlib.contextmanager
+def _quiet_wfdb():
+    """Silence wfdb's own pandas deprecation warnings (``inplace=``), not the user's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        yield
+
+
+def _import_wfdb():
+    """Import wfdb (its module-level pandas deprecation warnings silenced)."""
+    with _quiet_wfdb():
+        import wfdb
+    return wfdb
 
 
 class RecordFormatError(ValueError):
@@ -95,13 +112,14 @@ class ECGRecord:
 
 def _check_local_files(path: str) -> None:
     """Raise a clear error for a missing header or a truncated signal file."""
-    import wfdb
+    wfdb = _import_wfdb()
 
     header = path + ".hea"
     if not os.path.isfile(header):
         raise FileNotFoundError(f"WFDB header file not found: {header}")
     try:
-        head = wfdb.rdheader(path)
+        with _quiet_wfdb():
+            head = wfdb.rdheader(path)
     except Exception as exc:  # wfdb raises several types for bad headers
         raise RecordFormatError(f"malformed WFDB header {header}: {exc}") from exc
     if head.n_sig in (None, 0) or head.fs in (None, 0):
@@ -173,7 +191,7 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     >>> rec.signal.ndim
     2
     """
-    import wfdb
+    wfdb = _import_wfdb()
 
     path = os.fspath(path)
     if path.endswith((".hea", ".dat")):
@@ -182,7 +200,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     if pn_dir is None:
         _check_local_files(path)
     try:
-        rec = wfdb.rdrecord(path, channels=channels, physical=True, pn_dir=pn_dir)
+        with _quiet_wfdb():
+            rec = wfdb.rdrecord(path, channels=channels, physical=True, pn_dir=pn_dir)
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -202,7 +221,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         ann_file = f"{path}.{annotation}"
         if pn_dir is not None or os.path.isfile(ann_file):
             try:
-                ann = wfdb.rdann(path, annotation, pn_dir=pn_dir)
+                with _quiet_wfdb():
+                    ann = wfdb.rdann(path, annotation, pn_dir=pn_dir)
             except Exception as exc:
                 if pn_dir is not None and "404" in str(exc):
                     ann = None

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from ._record import _import_wfdb, _quiet_wfdb
+
 __all__ = ["make_synthetic_ecg", "write_synthetic_record", "EXAMPLE_RECORDS"]
 
 # McSharry, Clifford, Tarassenko & Smith (2003), "A dynamical model for
@@ -236,19 +238,20 @@ def write_synthetic_record(name, write_dir=".", **params):
     >>> load_record(path).leads
     ['MLII']
     """
-    import wfdb
+    wfdb = _import_wfdb()
 
     write_dir = os.fspath(write_dir)
     os.makedirs(write_dir, exist_ok=True)
     sig, fs, ann = make_synthetic_ecg(**params)
     gain, base = 200.0, 1024
     sig = np.clip(sig, (-2048 - base + 1) / gain, (2047 - base) / gain)
-    wfdb.wrsamp(
-        name, fs=fs, units=["mV"], sig_name=["MLII"], p_signal=sig[:, None], fmt=["212"],
-        adc_gain=[gain], baseline=[base],
-        comments=[f"sigflow synthetic ECG (McSharry et al. 2003 wave model): {params}"],
-        write_dir=write_dir,
-    )
-    wfdb.wrann(name, "atr", ann["sample"], symbol=list(ann["symbol"]), fs=fs,
-               write_dir=write_dir)
+    with _quiet_wfdb():
+        wfdb.wrsamp(
+            name, fs=fs, units=["mV"], sig_name=["MLII"], p_signal=sig[:, None], fmt=["212"],
+            adc_gain=[gain], baseline=[base],
+            comments=[f"sigflow synthetic ECG (McSharry et al. 2003 wave model): {params}"],
+            write_dir=write_dir,
+        )
+        wfdb.wrann(name, "atr", ann["sample"], symbol=list(ann["symbol"]), fs=fs,
+                   write_dir=write_dir)
     return os.path.join(write_dir, name)

@@ -1,0 +1,156 @@
+"""sigflow.ecg: reading WFDB records, clear errors, AAMI classes, lead handling."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sigflow.ecg import (
+    AAMI_CLASSES,
+    ECGRecord,
+    RecordFormatError,
+    aami_class,
+    example_records,
+    load_beats,
+    load_record,
+    segment_beats,
+)
+
+
+def test_load_example_record():
+    rec = load_record(example_records()[0])
+    assert isinstance(rec, ECGRecord)
+    assert rec.name == "synth01"
+    assert rec.fs == 360.0
+    assert rec.leads == ["MLII"]
+    assert rec.signal.shape == (54000, 1)
+    assert rec.signal.dtype == np.float64
+    assert rec.units == ["mV"]
+    # physical units: R waves of about 1 mV, not ADC counts
+    assert 0.5 < np.percentile(rec.signal, 99.9) - np.median(rec.signal) < 3.0
+    assert rec.has_annotations
+    assert rec.ann_samples.shape == rec.ann_symbols.shape
+    assert set(rec.ann_symbols) <= {"N", "A", "V"}
+    assert "ECGRecord(name='synth01'" in repr(rec)
+
+
+def test_load_record_accepts_extension_and_channels():
+    path = example_records()[1]
+    rec = load_record(path + ".hea", channels=[0])
+    assert rec.name == "synth02" and rec.signal.shape[1] == 1
+
+
+def test_record_without_annotations(tmp_path):
+    src = example_records()[0]
+    for ext in (".hea", ".dat"):
+        shutil.copy(src + ext, tmp_path / ("synth01" + ext))
+    rec = load_record(tmp_path / "synth01")
+    assert rec.ann_samples is None and rec.ann_symbols is None
+    X, y, groups = load_beats([tmp_path / "synth01"])
+    assert len(X) > 100
+    assert set(y.tolist()) == {""}
+    assert set(groups.tolist()) == {"synth01"}
+
+
+def test_missing_header_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.hea"):
+        load_record(tmp_path / "nothere")
+
+
+def test_missing_dat_names_the_file(tmp_path):
+    shutil.copy(example_records()[0] + ".hea", tmp_path / "synth01.hea")
+    with pytest.raises(FileNotFoundError, match=r"synth01\.dat"):
+        load_record(tmp_path / "synth01")
+
+
+def test_truncated_dat_names_the_file(tmp_path):
+    src = example_records()[0]
+    shutil.copy(src + ".hea", tmp_path / "synth01.hea")
+    data = open(src + ".dat", "rb").read()
+    (tmp_path / "synth01.dat").write_bytes(data[: len(data) // 3])
+    with pytest.raises(RecordFormatError, match=r"truncated.*synth01\.dat"):
+        load_record(tmp_path / "synth01")
+
+
+def test_malformed_header_names_the_file(tmp_path):
+    src = example_records()[0]
+    shutil.copy(src + ".dat", tmp_path / "synth01.dat")
+    (tmp_path / "synth01.hea").write_text("synth01 1 threehundred 54000\nsynth01.dat bogus line\n")
+    with pytest.raises(RecordFormatError, match=r"malformed.*synth01\.hea"):
+        load_record(tmp_path / "synth01")
+
+
+def test_malformed_annotation_names_the_file(tmp_path):
+    src = example_records()[0]
+    for ext in (".hea", ".dat"):
+        shutil.copy(src + ext, tmp_path / ("synth01" + ext))
+    (tmp_path / "synth01.atr").write_bytes(b"\x01\x02\x03")
+    with pytest.raises(RecordFormatError, match=r"synth01\.atr"):
+        load_record(tmp_path / "synth01")
+
+
+def test_aami_mapping():
+    expected = {
+        "N": "N", "L": "N", "R": "N", "e": "N", "j": "N",
+        "A": "S", "a": "S", "J": "S", "S": "S",
+        "V": "V", "E": "V", "F": "F", "/": "Q", "f": "Q", "Q": "Q",
+    }
+    symbols = list(expected)
+    assert aami_class(symbols).tolist() == [expected[s] for s in symbols]
+    for non_beat in ["+", "~", "|", "!", "x", '"', "[", "]", "T", "p", "t", "u", "?"]:
+        assert aami_class(non_beat) == ""
+    assert AAMI_CLASSES == ("N", "S", "V", "F", "Q")
+
+
+def test_ecg_does_not_import_torch():
+    code = "import sys, sigflow.ecg; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --- MIT-BIH (needs SIGFLOW_SHARED_DATA) ------------------------------------------------------
+
+MITDB_COUNTS = {"101": 1865, "106": 2027, "119": 1987}  # beats among all annotations
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", sorted(MITDB_COUNTS))
+def test_mitdb_beat_counts(shared_data, name):
+    rec = load_record(shared_data / "mitdb" / name)
+    assert rec.fs == 360.0 and rec.signal.shape == (650000, 2)
+    assert rec.leads[0] == "MLII"
+    n_beats = int((aami_class(rec.ann_symbols) != "").sum())
+    assert n_beats == MITDB_COUNTS[name]
+    beats = segment_beats(rec)
+    assert len(beats) == n_beats
+    assert beats.lead == "MLII"
+    assert np.isfinite(beats.features).all()
+
+
+@pytest.mark.shared_data
+def test_mitdb_class_counts_match_annotations(shared_data):
+    X, y, groups, samples = load_beats([shared_data / "mitdb" / "119"], return_samples=True)
+    rec = load_record(shared_data / "mitdb" / "119")
+    cls = aami_class(rec.ann_symbols)
+    for c in AAMI_CLASSES:
+        assert (y == c).sum() == (cls == c).sum()
+    assert (y == "V").sum() > 400  # record 119: ventricular bigeminy
+    assert np.array_equal(samples, rec.ann_samples[cls != ""])
+
+
+@pytest.mark.shared_data
+def test_mitdb_lead_by_name_and_fallback(shared_data):
+    # 114: channels swapped, MLII is channel 1 and is found by name
+    rec114 = load_record(shared_data / "mitdb" / "114")
+    assert rec114.leads == ["V5", "MLII"]
+    beats = segment_beats(rec114, lead="MLII")
+    assert beats.lead == "MLII"
+    # 102: no MLII at all -> channel 0 with a warning
+    rec102 = load_record(shared_data / "mitdb" / "102")
+    with pytest.warns(UserWarning, match="no lead 'MLII'.*channel 0"):
+        beats = segment_beats(rec102, lead="MLII")
+    assert beats.lead == "V5"

@@ -1,0 +1,60 @@
+"""sigflow.ecg: R-peak detection accuracy (synthetic always, MIT-BIH when available)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sigflow.ecg import (
+    aami_class,
+    detect_r_peaks,
+    example_records,
+    load_record,
+    make_synthetic_ecg,
+    rpeak_accuracy,
+)
+
+
+def test_rpeak_accuracy_counts():
+    res = rpeak_accuracy([100, 400, 700, 1000], [101, 420, 900, 1001, 1500], fs=360)
+    assert (res["tp"], res["fn"], res["fp"]) == (3, 1, 2)
+    assert res["sensitivity"] == 0.75 and res["ppv"] == 0.6
+    # one detection cannot match two reference beats
+    res = rpeak_accuracy([100, 110], [105], fs=360)
+    assert res["tp"] == 1 and res["fn"] == 1
+
+
+@pytest.mark.parametrize("path", example_records(), ids=lambda p: p.rsplit("/", 1)[-1])
+def test_detector_on_example_records(path):
+    rec = load_record(path)
+    peaks = detect_r_peaks(rec.signal[:, 0], rec.fs)
+    res = rpeak_accuracy(rec.ann_samples, peaks, rec.fs, tolerance=0.15)
+    assert res["sensitivity"] >= 0.99 and res["ppv"] >= 0.99
+    # located on the R wave, not just near it
+    res = rpeak_accuracy(rec.ann_samples, peaks, rec.fs, tolerance=0.02)
+    assert res["sensitivity"] >= 0.95
+
+
+def test_detector_with_noise_and_heart_rates():
+    for hr, seed in [(45, 0), (110, 1), (150, 2)]:
+        sig, fs, ann = make_synthetic_ecg(duration=60, heart_rate=hr, noise=0.05, v_rate=0.05,
+                                          s_rate=0.05, random_state=seed)
+        res = rpeak_accuracy(ann["sample"], detect_r_peaks(sig, fs), fs)
+        assert res["sensitivity"] >= 0.98 and res["ppv"] >= 0.98, (hr, res)
+
+
+def test_detector_edge_cases():
+    assert detect_r_peaks(np.zeros(100), 360).size == 0
+    assert detect_r_peaks(np.zeros(3600), 360).size == 0
+    with pytest.raises(ValueError, match="method"):
+        detect_r_peaks(np.zeros(3600), 360, method="nope")
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["101", "119", "208"])
+def test_detector_on_mitdb(shared_data, name):
+    rec = load_record(shared_data / "mitdb" / name)
+    ref = rec.ann_samples[aami_class(rec.ann_symbols) != ""]
+    peaks = detect_r_peaks(rec.signal[:, rec.lead_index("MLII")], rec.fs)
+    res = rpeak_accuracy(ref, peaks, rec.fs, tolerance=0.15)
+    assert res["sensitivity"] >= 0.98 and res["ppv"] >= 0.98, res
