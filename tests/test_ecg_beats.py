@@ -1,0 +1,111 @@
+"""sigflow.ecg: beat segmentation, features and load_beats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sigflow.ecg import Beats, example_records, load_beats, load_record, segment_beats
+
+
+def test_load_beats_shapes_and_labels():
+    paths = example_records()
+    X, y, groups = load_beats(paths)
+    n = sum(int(len(load_record(p).ann_samples)) for p in paths)
+    assert X.shape == (n, 31) and X.dtype == np.float64
+    assert y.shape == groups.shape == (n,)
+    assert np.isfinite(X).all()
+    assert sorted(set(y.tolist())) == ["N", "S", "V"]
+    assert sorted(set(groups.tolist())) == ["synth01", "synth02", "synth03"]
+
+
+def test_load_beats_single_record_and_samples():
+    path = example_records()[0]
+    X, y, groups, samples = load_beats(path, return_samples=True)
+    rec = load_record(path)
+    assert np.array_equal(samples, rec.ann_samples)
+    assert (y == "V").sum() == (rec.ann_symbols == "V").sum()
+    assert (y == "S").sum() == (rec.ann_symbols == "A").sum()
+
+
+def test_segment_beats_feature_names_and_times():
+    beats = segment_beats(example_records()[1])
+    assert isinstance(beats, Beats)
+    assert len(beats.feature_names) == beats.features.shape[1]
+    assert beats.feature_names[:2] == ["morph_00", "morph_01"]
+    assert "log_pre_rr_local" in beats.feature_names
+    assert np.allclose(beats.times, beats.samples / 360.0)
+    assert beats.annotated and beats.lead == "MLII"
+
+
+def test_rhythm_features_separate_premature_beats():
+    beats = segment_beats(example_records()[1])
+    f = beats.features[:, beats.feature_names.index("log_pre_rr_local")]
+    lab = beats.labels
+    assert f[lab == "S"].max() < np.percentile(f[lab == "N"], 5)
+    pause = beats.features[:, beats.feature_names.index("log_post_pre")]
+    assert np.median(pause[lab == "V"]) > 0.3  # compensatory pause after V
+
+
+def test_morphology_separates_ventricular_beats():
+    beats = segment_beats(example_records()[2])
+    morph = beats.features[:, : 24]
+    dist = np.linalg.norm(morph, axis=1)  # distance to the record's median beat
+    lab = beats.labels
+    assert dist[lab == "V"].min() > np.percentile(dist[lab == "N"], 95)
+    # the median normal beat is near the record template
+    assert np.median(dist[lab == "N"]) < 0.5 * np.median(dist[lab == "V"])
+
+
+def test_adaptation_makes_records_comparable():
+    """Per-record adaptation: normal beats of different 'patients' overlap."""
+    X, y, groups = load_beats(example_records())
+    Xr, _, _ = load_beats(example_records(), adapt=False)
+    names = sorted(set(groups.tolist()))
+
+    def spread(Z):  # between-record spread of the normal-beat means / within-record spread
+        means = np.array([Z[(groups == g) & (y == "N")].mean(axis=0) for g in names])
+        within = np.mean([Z[(groups == g) & (y == "N")].std(axis=0) for g in names], axis=0)
+        return np.mean(means.std(axis=0) / (within + 1e-9))
+
+    assert spread(X) < 0.5 * spread(Xr)
+
+
+def test_detected_beats_without_annotations():
+    path = example_records()[0]
+    ann = segment_beats(path)
+    det = segment_beats(path, use_annotations=False)
+    assert not det.annotated and set(det.labels.tolist()) == {""}
+    assert set(det.symbols.tolist()) == {""}
+    assert abs(len(det) - len(ann)) <= 1
+    # features of matched beats are close (the detector lands on the R wave)
+    j = np.abs(det.samples[None, :] - ann.samples[:, None]).argmin(axis=1)
+    close = np.abs(det.samples[j] - ann.samples) <= 3
+    assert close.mean() > 0.95
+    assert np.median(np.abs(det.features[j[close]] - ann.features[close])) < 0.05
+
+
+def test_feature_options():
+    path = example_records()[0]
+    b = segment_beats(path, n_morphology=10, window=(0.2, 0.3), local_beats=5)
+    assert b.features.shape[1] == 10 + 2 + 5
+    raw = segment_beats(path, adapt=False)
+    assert "pre_rr" in raw.feature_names
+    pre = raw.features[:, raw.feature_names.index("pre_rr")]
+    assert 0.5 < np.median(pre) < 1.5  # seconds
+
+
+def test_load_beats_rejects_empty():
+    with pytest.raises(ValueError, match="no records"):
+        load_beats([])
+
+
+@pytest.mark.shared_data
+def test_mitdb_two_records(shared_data):
+    names = ["106", "119"]
+    X, y, groups = load_beats([shared_data / "mitdb" / n for n in names])
+    assert set(groups.tolist()) == set(names)
+    assert np.isfinite(X).all()
+    # V beats of these two records are far from their record's median beat
+    dist = np.linalg.norm(X[:, :24], axis=1)
+    assert np.median(dist[y == "V"]) > 3 * np.median(dist[y == "N"])

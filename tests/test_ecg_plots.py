@@ -1,0 +1,55 @@
+"""sigflow.ecg: plots return matplotlib Figures (Agg backend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sigflow.ecg import load_record, plot_score_histogram, plot_scores
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def record():
+    from sigflow.ecg import example_records
+
+    return load_record(example_records()[0])
+
+
+def test_plot_scores(record, tmp_path):
+    from matplotlib.figure import Figure
+
+    from sigflow.ecg import aami_class
+
+    n = len(record.ann_samples)
+    scores = (record.ann_symbols != "N").astype(float) + np.linspace(0, 0.1, n)
+    fig = plot_scores(record.signal[:, 0], record.fs, record.ann_samples, scores, threshold=0.5,
+                      labels=aami_class(record.ann_symbols), start=10, duration=20, lead="MLII",
+                      title="synth01")
+    assert isinstance(fig, Figure)
+    fig.savefig(tmp_path / "trace.png")
+    assert (tmp_path / "trace.png").stat().st_size > 1000
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_plot_scores_length_mismatch(record):
+    with pytest.raises(ValueError, match="length"):
+        plot_scores(record.signal[:, 0], record.fs, record.ann_samples, [0.0, 1.0])
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_plot_score_histogram(with_labels):
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(0, 1, 300), rng.normal(4, 1, 30), [np.inf]]
+    labels = np.r_[["N"] * 300, ["V"] * 30, ["N"]] if with_labels else None
+    fig = plot_score_histogram(scores, labels, threshold=2.0, title="scores")
+    assert isinstance(fig, Figure)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
