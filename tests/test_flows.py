@@ -75,7 +75,9 @@ def test_fixed_step_solvers_converge_at_their_order(method, order):
     exact = math.exp(math.sin(1.0))
     errors = []
     for n in (8, 16):
-        (y,), nfe = integrate_fixed(func, (torch.ones(1, dtype=torch.float64),), 0.0, 1.0, n, method)
+        (y,), nfe = integrate_fixed(
+            func, (torch.ones(1, dtype=torch.float64),), 0.0, 1.0, n, method
+        )
         errors.append(abs(float(y) - exact))
         assert nfe == n * {"euler": 1, "midpoint": 2, "rk4": 4}[method]
     assert math.log2(errors[0] / errors[1]) == pytest.approx(order, abs=0.35)
@@ -103,16 +105,15 @@ def test_block_logdet_equals_brute_force_log_abs_det_jacobian():
 
 def test_flow_inverse_recovers_input_and_logdet_changes_sign():
     g = torch.Generator().manual_seed(6)
-    flow = Flow(
-        [FlowBlock(_net(2, (10, 10), seed=s, gain=0.5)) for s in range(3)], n_steps=20
-    )
+    flow = Flow([FlowBlock(_net(2, (10, 10), seed=s, gain=0.5)) for s in range(3)], n_steps=20)
     x = torch.randn(50, 2, dtype=torch.float64, generator=g)
     z, ld = flow(x, logdet=True)
     assert flow.last_nfe == 3 * 20 * 4
     x_back = flow.inverse(z)
     torch.testing.assert_close(x_back, x, atol=1e-7, rtol=0)
-    _, ld_inv, _ = flow.blocks[0].push(flow.blocks[0].push(x, n_steps=20)[0], inverse=True,
-                                      logdet=True, n_steps=20)
+    _, ld_inv, _ = flow.blocks[0].push(
+        flow.blocks[0].push(x, n_steps=20)[0], inverse=True, logdet=True, n_steps=20
+    )
     _, ld_fwd, _ = flow.blocks[0].push(x, logdet=True, n_steps=20)
     torch.testing.assert_close(ld_inv, -ld_fwd, atol=1e-7, rtol=0)
     assert not torch.allclose(z, x, atol=1e-2)
@@ -136,7 +137,9 @@ def test_ou_step_sizes_are_geometric():
 @pytest.mark.parametrize("method", ["lfm", "fm"])
 def test_training_builds_blocks_and_moves_data_toward_gaussian(method):
     g = torch.Generator().manual_seed(0)
-    X = torch.cat([torch.randn(400, 2, generator=g) * 0.3 + 1.5, torch.randn(400, 2, generator=g) * 0.3 - 1.5])
+    X = torch.cat(
+        [torch.randn(400, 2, generator=g) * 0.3 + 1.5, torch.randn(400, 2, generator=g) * 0.3 - 1.5]
+    )
     X = (X - X.mean(0)) / X.std(0)
     cfg = TrainingConfig(method=method, n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150)
     result = train_flow(X, cfg, torch.Generator().manual_seed(0))

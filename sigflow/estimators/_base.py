@@ -243,8 +243,11 @@ class BaseFlowEstimator(BaseEstimator):
         )
         with torch.no_grad():
             Z = torch.randn(
-                int(n_samples), self.n_features_in_, generator=generator,
-                dtype=torch.float64, device=self.device_,
+                int(n_samples),
+                self.n_features_in_,
+                generator=generator,
+                dtype=torch.float64,
+                device=self.device_,
             )
             X = torch.cat([self.flow_.inverse(c) for c in torch.split(Z, _SCORE_CHUNK)])
         return X.cpu().numpy() * self.scale_ + self.mean_

@@ -92,7 +92,10 @@ def hutchinson_divergence(field, x, t, probes, *, create_graph=False):
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for e in probes.to(dtype=x.dtype, device=x.device):
             (g,) = torch.autograd.grad(
-                v @ e, x, grad_outputs=torch.ones_like(div), create_graph=create_graph,
+                v @ e,
+                x,
+                grad_outputs=torch.ones_like(div),
+                create_graph=create_graph,
                 retain_graph=True,
             )
             div = div + g @ e

@@ -66,8 +66,12 @@ class FlowBlock(nn.Module):
                 return v, div
 
             (y, ld), nfe = integrate_fixed(
-                func, (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)),
-                t0, t1, n_steps, solver,
+                func,
+                (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)),
+                t0,
+                t1,
+                n_steps,
+                solver,
             )
             return y, ld, nfe
 
@@ -132,7 +136,10 @@ class Flow(nn.Module):
         nfe = 0
         for block in list(self.blocks)[:n_blocks]:
             x, ld, n = block.push(
-                x, logdet=logdet, n_steps=self.n_steps, solver=solver or self.solver,
+                x,
+                logdet=logdet,
+                n_steps=self.n_steps,
+                solver=solver or self.solver,
                 probes=probes,
             )
             nfe += n
@@ -145,7 +152,9 @@ class Flow(nn.Module):
         """Pull latent points back to data space (blocks run backwards)."""
         nfe = 0
         for block in reversed(self.blocks):
-            z, _, n = block.push(z, inverse=True, n_steps=self.n_steps, solver=solver or self.solver)
+            z, _, n = block.push(
+                z, inverse=True, n_steps=self.n_steps, solver=solver or self.solver
+            )
             nfe += n
         self.last_nfe = nfe
         return z

@@ -1,0 +1,135 @@
+"""FlowAnomalyDetector: scikit-learn outlier semantics, calibrated thresholds and p-values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sigflow import FlowAnomalyDetector
+
+QUICK = dict(n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, random_state=0)
+
+
+def _normal(n, seed):
+    """A correlated, skewed 3-D 'normal' population."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    return np.column_stack([z[:, 0], 0.8 * z[:, 0] + 0.4 * z[:, 1], np.exp(0.5 * z[:, 2])])
+
+
+@pytest.fixture(scope="module")
+def auto_detector():
+    return FlowAnomalyDetector(**QUICK).fit(_normal(5000, 0))
+
+
+def test_contamination_flags_that_fraction_of_training_data():
+    X = _normal(1000, 1)
+    det = FlowAnomalyDetector(**{**QUICK, "contamination": 0.05}).fit(X)
+    assert np.mean(det.predict(X) == -1) == pytest.approx(0.05, abs=0.002)
+    np.testing.assert_allclose(det.decision_function(X), det.score_samples(X) - det.offset_)
+    assert det.predict([[8.0, -8.0, 0.0]])[0] == -1
+    np.testing.assert_array_equal(det.fit_predict(X), det.predict(X))
+
+
+def test_far_point_is_outlier_and_scores_follow_sklearn_signs(auto_detector):
+    det = auto_detector
+    inlier, outlier = _normal(1, 99), np.array([[6.0, -6.0, 0.1]])
+    assert det.predict(inlier)[0] == 1 and det.predict(outlier)[0] == -1
+    assert det.score_samples(outlier)[0] < det.score_samples(inlier)[0]
+    assert det.decision_function(outlier)[0] < 0 < det.decision_function(inlier)[0]
+
+
+def test_auto_threshold_flags_about_one_percent_of_new_normal_data(auto_detector):
+    fresh = _normal(20000, 2)
+    rate = np.mean(auto_detector.predict(fresh) == -1)
+    # conformal guarantee: at most floor(0.01 (n+1)) / (n+1) in expectation; not far below
+    assert 0.004 < rate < 0.02
+    assert len(auto_detector.calibration_scores_) == 1000
+
+
+def test_pvalues_of_fresh_normal_data_are_uniform(auto_detector):
+    fresh = _normal(3000, 3)
+    p = auto_detector.score_pvalues(fresh)
+    assert np.all((p > 0) & (p <= 1))
+    # Conformal p-values are uniform over draws of the calibration set; for the one fixed
+    # calibration set the distance to uniform is the calibration sample's own fluctuation,
+    # so the Kolmogorov-Smirnov bound is the two-sample one (99 % level).
+    n_cal = len(auto_detector.calibration_scores_)
+    bound = 1.63 * np.sqrt(1 / n_cal + 1 / len(p))
+    assert stats.kstest(p, "uniform").statistic < bound
+    cal_vs_fresh = stats.ks_2samp(
+        auto_detector.calibration_scores_, auto_detector.score_samples(fresh)
+    )
+    assert cal_vs_fresh.pvalue > 0.01
+    # a wrong calibration (data from another distribution) fails the same test
+    shifted = _normal(3000, 4) + [0.5, 0.0, 0.0]
+    assert stats.kstest(auto_detector.score_pvalues(shifted), "uniform").statistic > 3 * bound
+
+
+def test_pvalues_match_their_definition(auto_detector):
+    X = _normal(20, 5)
+    s = auto_detector.score_samples(X)
+    cal = auto_detector.calibration_scores_
+    expected = np.array([(1 + np.sum(cal <= v)) / (len(cal) + 1) for v in s])
+    np.testing.assert_array_equal(auto_detector.score_pvalues(X), expected)
+
+
+def test_detects_injected_anomalies(auto_detector):
+    rng = np.random.default_rng(6)
+    normal = _normal(500, 7)
+    anomalies = rng.uniform(-4, 4, size=(50, 3))
+    X = np.vstack([normal, anomalies])
+    y = np.r_[np.zeros(500), np.ones(50)]
+    assert roc_auc_score(y, -auto_detector.score_samples(X)) > 0.9
+
+
+def test_grid_search_with_labelled_scorer_and_group_kfold():
+    rng = np.random.default_rng(8)
+    X = np.vstack([_normal(600, 9), rng.uniform(-4, 4, size=(60, 3))])
+    y = np.r_[np.ones(600, dtype=int), -np.ones(60, dtype=int)]
+    groups = rng.integers(0, 3, size=len(y))
+    pipe = make_pipeline(StandardScaler(), FlowAnomalyDetector(**{**QUICK, "max_iter": 60}))
+    grid = GridSearchCV(
+        pipe,
+        {"flowanomalydetector__hidden_layer_sizes": [(2,), (32, 32)]},
+        scoring="roc_auc",
+        cv=GroupKFold(3),
+    ).fit(X, y, groups=groups)
+    assert grid.best_score_ > 0.85
+    assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
+    # average precision works the same way (labels +1 / -1, +1 = normal is the positive class)
+    grid_ap = GridSearchCV(
+        clone(pipe),
+        {"flowanomalydetector__n_blocks": [2]},
+        scoring="average_precision",
+        cv=GroupKFold(3),
+    ).fit(X, y, groups=groups)
+    assert grid_ap.best_score_ > 0.9
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"contamination": 0.7}, "contamination must be 'auto' or a float in"),
+        ({"contamination": "high"}, "contamination must be 'auto' or a float in"),
+        ({"calibration_fraction": 1.0}, "calibration_fraction must be in"),
+    ],
+)
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        FlowAnomalyDetector(**{**QUICK, **params}).fit(_normal(50, 0))
+
+
+def test_bad_input(auto_detector):
+    with pytest.raises(ValueError, match="NaN"):
+        FlowAnomalyDetector(**QUICK).fit(np.array([[np.nan, 0, 0]] * 5))
+    with pytest.raises(ValueError, match="X has 2 features"):
+        auto_detector.predict(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="minimum of 3"):
+        FlowAnomalyDetector(**QUICK).fit(np.zeros((2, 3)))
