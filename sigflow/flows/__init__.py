@@ -4,8 +4,10 @@ Pure torch: nothing here knows scikit-learn or numpy validation. The estimators 
 :mod:`sigflow.estimators` use :func:`train_flow` and :class:`Flow`.
 """
 
+from ._diagnostics import convergence_diagnostics, sliced_wasserstein_to_normal
 from ._divergence import exact_divergence, hutchinson_divergence, rademacher_probes
 from ._flow import Flow, FlowBlock, standard_normal_log_prob
+from ._jko import jko_block_loss, jko_block_terms, train_jko_blocks
 from ._ode import FIXED_STEP_SOLVERS, evaluations_per_step, integrate_adaptive, integrate_fixed
 from ._training import NonFiniteLossError, TrainingConfig, TrainingResult, ou_step_sizes, train_flow
 from ._velocity import VelocityMLP
@@ -18,13 +20,18 @@ __all__ = [
     "TrainingConfig",
     "TrainingResult",
     "VelocityMLP",
+    "convergence_diagnostics",
     "evaluations_per_step",
     "exact_divergence",
     "hutchinson_divergence",
     "integrate_adaptive",
     "integrate_fixed",
+    "jko_block_loss",
+    "jko_block_terms",
     "ou_step_sizes",
     "rademacher_probes",
+    "sliced_wasserstein_to_normal",
     "standard_normal_log_prob",
     "train_flow",
+    "train_jko_blocks",
 ]
