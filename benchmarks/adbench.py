@@ -205,6 +205,8 @@ def environment():
         pass
     import pyod
 
+    sigflow_path = Path(sigflow.__file__).resolve().parent
+    in_repo = sigflow_path.is_relative_to(REPO)
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -213,9 +215,14 @@ def environment():
         "gpu": torch.cuda.is_available(),
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
-        "sigflow_commit": _git("log", "-1", "--format=%h", "--", "sigflow"),
-        "sigflow_worktree_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:10] if diff else "",
-        "sigflow_untracked": untracked.split(),
+        # sigflow imported from elsewhere (a snapshot on PYTHONPATH): the repository's
+        # commit and working tree say nothing about the code measured.
+        "sigflow_path": str(sigflow_path),
+        "sigflow_commit": _git("log", "-1", "--format=%h", "--", "sigflow") if in_repo else None,
+        "sigflow_worktree_diff_sha1": (
+            hashlib.sha1(diff.encode()).hexdigest()[:10] if diff and in_repo else ""
+        ),
+        "sigflow_untracked": untracked.split() if in_repo else [],
         "versions": {
             "python": platform.python_version(),
             "sigflow": getattr(sigflow, "__version__", "?"),
