@@ -1,0 +1,326 @@
+"""Convergence of block-wise flows (``lfm``, ``jko``) on data with a known density.
+
+For eight Gaussians in 2D (20,000 training points) and an 8-dimensional Gaussian mixture
+(30,000 training points) this script fits ``FlowDensityEstimator`` with ``method="lfm"`` and
+``method="jko"``, then measures on held-out data, after each block ``k``, the KL gap
+``KL(p || q_k) = E[log p] - E[log q_k]`` of the model made of the first ``k`` blocks and a
+Gaussian (``FlowDensityEstimator.convergence_path``). It prints
+
+* the gap after each block against the total Ornstein-Uhlenbeck time ``T_k = h_1 + ... + h_k``,
+* the fitted decay rate ``c`` of ``gap_k ~ gap_0 exp(-c T_k)`` (least squares on the log gap),
+* the number of blocks needed for eps = 0.1, 0.03, 0.01 (observed, and predicted by the fit
+  with the geometric step schedule continued),
+* the final NLL gap and the training function evaluations (NFE, counted as evaluations of a
+  velocity network on a minibatch of ``--batch-size`` points; pushes of the training set are
+  converted to the same unit),
+* a single-block maximum-likelihood CNF (zuko ``CNF``, adaptive dopri5 + adjoint, exact trace)
+  trained within a wall-clock budget, with the NFE at which it first reaches each gap of ours.
+
+A plot is saved to ``benchmarks/convergence.png``. Run (about 10 minutes on 2 CPU cores)::
+
+    OMP_NUM_THREADS=1 python benchmarks/convergence.py
+
+``--max-iter-jko``, ``--max-iter-lfm``, ``--hidden`` and ``--zuko-seconds`` trade time for accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.special import logsumexp
+
+from sigflow import FlowDensityEstimator
+
+HERE = Path(__file__).resolve().parent
+EPSILONS = (0.1, 0.03, 0.01)
+
+
+# ---------------------------------------------------------------------------- data
+class GaussianMixture:
+    """Mixture of Gaussians with diagonal covariances: samples and exact log-density."""
+
+    def __init__(self, means, stds, weights=None):
+        self.means = np.asarray(means, dtype=float)
+        self.stds = np.asarray(stds, dtype=float) * np.ones_like(self.means)
+        k = len(self.means)
+        self.weights = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, float)
+
+    def sample(self, n, rng):
+        comp = rng.choice(len(self.means), size=n, p=self.weights)
+        return self.means[comp] + self.stds[comp] * rng.standard_normal((n, self.means.shape[1]))
+
+    def log_density(self, X):
+        diff = (X[:, None, :] - self.means[None]) / self.stds[None]
+        log_comp = (
+            -0.5 * (diff**2).sum(-1) - np.log(self.stds).sum(-1)[None]
+            - 0.5 * X.shape[1] * math.log(2 * math.pi)
+        )
+        return logsumexp(log_comp + np.log(self.weights)[None], axis=1)
+
+
+def eight_gaussians():
+    angles = np.arange(8) * np.pi / 4
+    means = 2.0 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    return GaussianMixture(means, 0.25)
+
+
+def mixture_8d():
+    rng = np.random.default_rng(8)
+    means = rng.normal(0.0, 1.5, size=(5, 8))
+    stds = rng.uniform(0.4, 1.0, size=(5, 8))
+    return GaussianMixture(means, stds, weights=[0.3, 0.25, 0.2, 0.15, 0.1])
+
+
+DATASETS = {"8gaussians-2d": (eight_gaussians, 20_000), "gmm-8d": (mixture_8d, 30_000)}
+
+
+# ---------------------------------------------------------------------------- fitting
+def training_nfe(est, n_train, batch_size):
+    """Cumulative training NFE after each block (minibatch evaluations of a velocity net)."""
+    evals_per_step = {"rk4": 4, "midpoint": 2, "euler": 1}[est.ode_solver] * est.n_ode_steps
+    total, out = 0.0, [0.0]
+    for stats in est.block_stats_:
+        per_iter = evals_per_step if stats["kind"] == "jko" else 1
+        total += stats["n_iter"] * per_iter + stats["nfe_push"] * n_train / batch_size
+        out.append(total)
+    return out
+
+
+def fit_decay(rows):
+    """Least-squares fit of log gap = a - c * T over the rows with a finite OU time."""
+    T = np.array([r["ou_time"] for r in rows])
+    gap = np.array([r["kl_gap"] for r in rows])
+    keep = np.isfinite(T)
+    y = np.log(np.maximum(gap[keep], 1e-4))
+    slope, intercept = np.polyfit(T[keep], y, 1)
+    return -slope, intercept
+
+
+def blocks_needed(rows, rate, intercept, est, eps):
+    observed = next((r["block"] for r in rows if r["kl_gap"] <= eps), None)
+    predicted = None
+    if rate > 0:
+        T = 0.0
+        for k in range(1, 200):
+            T += est.step_size * est.step_size_ratio ** (k - 1)
+            if intercept - rate * T <= math.log(eps):
+                predicted = k
+                break
+    return observed, predicted
+
+
+def run_method(method, dist, X, X_test, log_p_test, args, seed):
+    params = dict(
+        method=method, n_blocks=args.n_blocks, hidden_layer_sizes=tuple(args.hidden),
+        max_iter=args.max_iter_jko if method == "jko" else args.max_iter_lfm,
+        batch_size=args.batch_size, random_state=seed, device="cpu",
+    )
+    start = time.perf_counter()
+    est = FlowDensityEstimator(**params).fit(X)
+    elapsed = time.perf_counter() - start
+    rows = est.convergence_path(X_test, log_density=log_p_test)
+    nfe = training_nfe(est, len(X), args.batch_size)
+    for row, n in zip(rows, nfe, strict=True):
+        row["train_nfe"] = n
+    rate, intercept = fit_decay(rows)
+    diff = log_p_test + est.score_samples(X_test)
+    return {
+        "method": method, "est": est, "rows": rows, "time_s": elapsed, "rate": rate,
+        "intercept": intercept, "gap": rows[-1]["kl_gap"],
+        "gap_se": float(np.std(diff) / math.sqrt(len(diff))),
+        "needed": {eps: blocks_needed(rows, rate, intercept, est, eps) for eps in EPSILONS},
+    }
+
+
+def run_zuko(X, X_test, log_p_test, args, seed):
+    """Single-block CNF by maximum likelihood; held-out gap against cumulative training NFE."""
+    import zuko
+
+    torch.manual_seed(seed)  # zuko initialises from the global RNG; this script owns it
+    mean, scale = X.mean(0), X.std(0)
+    Xs = torch.as_tensor((X - mean) / scale, dtype=torch.float32)
+    Xt = torch.as_tensor((X_test[: args.zuko_test] - mean) / scale, dtype=torch.float32)
+    log_jac = -np.log(scale).sum()
+    ref = float(np.mean(log_p_test[: args.zuko_test]))
+    flow = zuko.flows.CNF(X.shape[1], hidden_features=tuple(args.hidden))
+    counter = [0]
+    flow.transform.ode.register_forward_hook(lambda m, i, o: counter.__setitem__(0, counter[0] + 1))
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed)
+    curve, train_time, step = [], 0.0, 0
+    while train_time < args.zuko_seconds:
+        start = time.perf_counter()
+        idx = torch.randint(0, len(Xs), (args.batch_size,), generator=g)
+        loss = -flow().log_prob(Xs[idx]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        train_time += time.perf_counter() - start
+        step += 1
+        if step % args.zuko_eval_every == 0:
+            nfe_train = counter[0]
+            with torch.no_grad():
+                ll = float(flow().log_prob(Xt).mean()) + log_jac
+            counter[0] = nfe_train  # evaluation is not training
+            curve.append({"step": step, "train_nfe": nfe_train, "gap": ref - ll})
+    return {"curve": curve, "steps": step, "time_s": train_time}
+
+
+def first_nfe_reaching(curve, gap):
+    return next((c["train_nfe"] for c in curve if c["gap"] <= gap), None)
+
+
+# ---------------------------------------------------------------------------- report
+def fmt_blocks(pair, n_blocks):
+    observed, predicted = pair
+    obs = str(observed) if observed is not None else f">{n_blocks}"
+    pred = str(predicted) if predicted is not None else "-"
+    return f"{obs} ({pred})"
+
+
+def report(results, args):
+    lines = []
+    lines.append(
+        f"Command: `OMP_NUM_THREADS=1 python benchmarks/convergence.py "
+        f"--max-iter-jko {args.max_iter_jko} --max-iter-lfm {args.max_iter_lfm} "
+        f"--hidden {' '.join(map(str, args.hidden))} --zuko-seconds {args.zuko_seconds}` "
+        f"({date.today().isoformat()}, {platform.machine()}, "
+        f"{torch.get_num_threads()} torch thread(s) on a shared 2-core CPU, no GPU, "
+        f"torch {torch.__version__})."
+    )
+    lines.append("")
+    lines.append("Gap after each block: held-out `E[log p] - E[log q_k]` (nats), `q_k` = first k "
+                 "blocks + N(0, I); `T` = total OU time.")
+    lines.append("")
+    for name, res in results.items():
+        for r in res["methods"]:
+            cells = " | ".join(
+                f"{row['kl_gap']:.3f} (T={row['ou_time']:.2f})"
+                if np.isfinite(row["ou_time"]) else f"{row['kl_gap']:.3f} (free)"
+                for row in r["rows"]
+            )
+            lines.append(f"- {name} `{r['method']}`: {cells}")
+    lines.append("")
+    lines.append(
+        "| data | method | final NLL gap (nats, ±s.e.) | decay rate c | blocks for eps=0.1 | "
+        "0.03 | 0.01 | train NFE | fit time (s) | zuko CNF NFE to same gap | NFE ratio |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, res in results.items():
+        zuko = res["zuko"]
+        for r in res["methods"]:
+            total = r["rows"][-1]["train_nfe"]
+            z = first_nfe_reaching(zuko["curve"], r["gap"])
+            last = zuko["curve"][-1] if zuko["curve"] else {"train_nfe": 0}
+            ztxt = f"{z:,}" if z is not None else f"not reached in {last['train_nfe']:,}"
+            ratio = f"{z / total:.1f}x" if z is not None else f">{last['train_nfe'] / total:.2f}x"
+            needed = [fmt_blocks(r["needed"][eps], args.n_blocks) for eps in EPSILONS]
+            lines.append(
+                f"| {name} | {r['method']} | {r['gap']:.3f} ± {r['gap_se']:.3f} | "
+                f"{r['rate']:.2f} | {' | '.join(needed)} | {total:,.0f} | {r['time_s']:.0f} | "
+                f"{ztxt} | {ratio} |"
+            )
+        best = min((c["gap"] for c in zuko["curve"]), default=float("nan"))
+        lines.append(
+            f"| {name} | zuko CNF | best {best:.3f} | | | | | "
+            f"{zuko['curve'][-1]['train_nfe'] if zuko['curve'] else 0:,} | "
+            f"{zuko['time_s']:.0f} ({zuko['steps']} steps) | | |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 8))
+    colors = {"lfm": "C0", "jko": "C1"}
+    for col, (name, res) in enumerate(results.items()):
+        ax = axes[0, col]
+        for r in res["methods"]:
+            rows = r["rows"]
+            T = np.array([row["ou_time"] for row in rows])
+            gap = np.maximum([row["kl_gap"] for row in rows], 1e-4)
+            ok = np.isfinite(T)
+            ax.semilogy(T[ok], gap[ok], "o-", color=colors[r["method"]], label=r["method"])
+            if not ok.all():
+                ax.semilogy([T[ok][-1] + 0.5], [gap[-1]], "s", color=colors[r["method"]],
+                            label=f"{r['method']} + free block")
+            grid = np.linspace(0, T[ok].max(), 50)
+            ax.semilogy(grid, np.exp(r["intercept"] - r["rate"] * grid), ":",
+                        color=colors[r["method"]], label=f"fit c={r['rate']:.2f}")
+        for eps in EPSILONS:
+            ax.axhline(eps, color="grey", lw=0.5)
+        ax.set_xlabel("total OU time T_k = h_1 + ... + h_k")
+        ax.set_ylabel("KL gap after k blocks (nats)")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+        ax = axes[1, col]
+        for r in res["methods"]:
+            nfe = [row["train_nfe"] for row in r["rows"]][1:]
+            gap = np.maximum([row["kl_gap"] for row in r["rows"]][1:], 1e-4)
+            ax.loglog(nfe, gap, "o-", color=colors[r["method"]], label=f"{r['method']} (per block)")
+        curve = res["zuko"]["curve"]
+        if curve:
+            ax.loglog([c["train_nfe"] for c in curve], np.maximum([c["gap"] for c in curve], 1e-4),
+                      "-", color="C2", label="zuko CNF (max. likelihood)")
+        ax.set_xlabel("training NFE (minibatch evaluations)")
+        ax.set_ylabel("held-out NLL gap (nats)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"saved {path}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-blocks", type=int, default=6)
+    parser.add_argument("--max-iter-jko", type=int, default=200)
+    parser.add_argument("--max-iter-lfm", type=int, default=1000)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--n-test", type=int, default=10_000)
+    parser.add_argument("--zuko-seconds", type=float, default=120.0)
+    parser.add_argument("--zuko-eval-every", type=int, default=10)
+    parser.add_argument("--zuko-test", type=int, default=2000)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--methods", nargs="+", default=["lfm", "jko"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", default=str(HERE / "convergence.png"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    results = {}
+    for name in args.datasets:
+        make, n_train = DATASETS[name]
+        dist = make()
+        rng = np.random.default_rng(args.seed)
+        X, X_test = dist.sample(n_train, rng), dist.sample(args.n_test, rng)
+        log_p_test = dist.log_density(X_test)
+        methods = []
+        for method in args.methods:
+            r = run_method(method, dist, X, X_test, log_p_test, args, args.seed)
+            print(f"{name} {method}: gap {r['gap']:.4f} rate {r['rate']:.3f} "
+                  f"time {r['time_s']:.0f}s", flush=True)
+            methods.append(r)
+        zuko = run_zuko(X, X_test, log_p_test, args, args.seed) if args.zuko_seconds > 0 else {
+            "curve": [], "steps": 0, "time_s": 0.0}
+        if zuko["curve"]:
+            print(f"{name} zuko: last gap {zuko['curve'][-1]['gap']:.4f} after "
+                  f"{zuko['curve'][-1]['train_nfe']} NFE", flush=True)
+        results[name] = {"methods": methods, "zuko": zuko}
+    print(report(results, args))
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()
