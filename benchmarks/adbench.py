@@ -289,7 +289,7 @@ def run_benchmark(args):
     print(report([out]))
 
 
-def report(paths):
+def report(paths, drop=()):
     rows, envs = [], []
     for p in paths:
         doc = json.loads(Path(p).read_text())
@@ -303,16 +303,27 @@ def report(paths):
             rows.append(r)
     lines = []
     for protocol in PROTOCOLS:
-        prot = [r for r in rows if r["protocol"] == protocol]
+        prot = [r for r in rows if r["protocol"] == protocol and r["method"] not in drop]
+        # keep only (dataset, seed) runs that every method finished: the same splits for all
+        names = {r["method"] for r in prot}
+        done = {}
+        for r in prot:
+            done.setdefault((r["dataset"], r["seed"]), set()).add(r["method"])
+        prot = [r for r in prot if done[r["dataset"], r["seed"]] == names]
         if not prot:
             continue
         datasets = [d for d in DATASETS if any(r["dataset"] == d for r in prot)]
-        methods = list(dict.fromkeys(r["method"] for r in prot))
         seeds = sorted({r["seed"] for r in prot})
+        for m in dict.fromkeys(r["method"] for r in prot):  # label methods run on fewer seeds
+            own = sorted({r["seed"] for r in prot if r["method"] == m})
+            if own != seeds:
+                label = f"{m} (seed {','.join(map(str, own))})"
+                prot = [{**r, "method": label} if r["method"] == m else r for r in prot]
+        methods = list(dict.fromkeys(r["method"] for r in prot))
         for metric, title in (("auroc", "AUROC"), ("ap", "average precision")):
             lines.append(f"\n### {protocol}: {title} (mean over seeds {seeds})\n")
-            lines.append("| dataset | " + " | ".join(methods) + " |")
-            lines.append("|---|" + "---:|" * len(methods))
+            lines.append("| dataset | seeds | " + " | ".join(methods) + " |")
+            lines.append("|---|---:|" + "---:|" * len(methods))
             means = {m: [] for m in methods}
             for d in datasets:
                 cells = []
@@ -326,11 +337,12 @@ def report(paths):
                     v = vals[m]
                     cell = "" if np.isnan(v) else f"{v:.3f}"
                     cells.append(f"**{cell}**" if v == best else cell)
-                lines.append(f"| {d} | " + " | ".join(cells) + " |")
+                n_seeds = len({r["seed"] for r in prot if r["dataset"] == d})
+                lines.append(f"| {d} | {n_seeds} | " + " | ".join(cells) + " |")
             avg = {m: np.mean(means[m]) for m in methods}
             best = max(avg.values())
             cells = [(f"**{avg[m]:.3f}**" if avg[m] == best else f"{avg[m]:.3f}") for m in methods]
-            lines.append("| **mean** | " + " | ".join(cells) + " |")
+            lines.append("| **mean** | | " + " | ".join(cells) + " |")
 
             def per_set(m, d, metric=metric, prot=prot):
                 return np.mean([r[metric] for r in prot if r["dataset"] == d and r["method"] == m])
@@ -341,7 +353,7 @@ def report(paths):
                 )
                 for m in methods
             }
-            lines.append("| mean rank | " + " | ".join(f"{rank[m]:.1f}" for m in methods) + " |")
+            lines.append("| mean rank | | " + " | ".join(f"{rank[m]:.1f}" for m in methods) + " |")
         t = {m: np.mean([r["seconds"] for r in prot if r["method"] == m]) for m in methods}
         lines.append(
             f"\nMean time per fit+score ({protocol}), s: "
@@ -415,10 +427,11 @@ def main(argv=None):
     )
     p.add_argument("--out", default="adbench_results.json", help="JSON results file")
     p.add_argument("--report", nargs="+", metavar="JSON", help="only print tables from JSON files")
+    p.add_argument("--drop", default="", help="--report: leave out these methods (comma list)")
     p.add_argument("--timing", action="store_true", help="only time a 50,000 x 10 fit")
     args = p.parse_args(argv)
     if args.report:
-        print(report(args.report))
+        print(report(args.report, drop=tuple(filter(None, args.drop.split(",")))))
         return
     torch.set_num_threads(args.threads or (2 if args.timing else 1))
     if args.timing:
