@@ -209,7 +209,7 @@ def test_estimators_fit_and_score_with_jko(Estimator):
     X = rng.normal([3.0, -2.0], [2.0, 0.5], size=(400, 2))
     params = dict(
         method="jko", n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=20, batch_size=128,
-        random_state=0,
+        step_size=0.3, step_size_ratio=1.3, random_state=0,
     )
     est = Estimator(**params).fit(X)
     scores = est.score_samples(X[:50])
