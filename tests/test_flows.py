@@ -141,7 +141,9 @@ def test_training_builds_blocks_and_moves_data_toward_gaussian(method):
         [torch.randn(400, 2, generator=g) * 0.3 + 1.5, torch.randn(400, 2, generator=g) * 0.3 - 1.5]
     )
     X = (X - X.mean(0)) / X.std(0)
-    cfg = TrainingConfig(method=method, n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150)
+    cfg = TrainingConfig(
+        method=method, n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, validation_fraction=0
+    )
     result = train_flow(X, cfg, torch.Generator().manual_seed(0))
     assert len(result.flow.blocks) == (3 if method == "lfm" else 1)
     assert len(result.loss_curve) == 150 * len(result.flow.blocks)
@@ -153,6 +155,20 @@ def test_training_builds_blocks_and_moves_data_toward_gaussian(method):
         lp = flow.log_prob(X.double()).mean()
         base = -0.5 * (X.double() ** 2).sum(1).mean() - math.log(2 * math.pi)
     assert lp > base + 0.3
+
+
+def test_early_stopping_on_held_out_likelihood_keeps_the_best_block():
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(150, 6, generator=g) * torch.tensor([1.0, 0.1, 0.1, 0.1, 0.1, 0.1])
+    cfg = TrainingConfig(
+        n_blocks=2, hidden_layer_sizes=(128, 128), max_iter=3000, validation_interval=20,
+        n_iter_no_change=3, learning_rate_init=5e-3,
+    )
+    result = train_flow(X, cfg, torch.Generator().manual_seed(0))
+    # 135 training rows and a large network: the held-out likelihood peaks early
+    assert all(b["n_iter"] < 3000 for b in result.block_stats)
+    no_stop = TrainingConfig(**{**cfg.__dict__, "validation_fraction": 0.0, "max_iter": 300})
+    assert len(train_flow(X, no_stop, torch.Generator().manual_seed(0)).loss_curve) == 600
 
 
 def test_training_is_reproducible_with_a_seed():

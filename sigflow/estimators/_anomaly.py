@@ -57,7 +57,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         Threshold on :meth:`score_samples`; ``decision_function = score_samples - offset_``.
     calibration_scores_ : ndarray
         Sorted log-likelihoods of the held-out calibration samples.
-    n_features_in_, device_, mean_, scale_, flow_, trace_estimator_, probes_,
+    n_features_in_, device_, location_, scale_, flow_, trace_estimator_, probes_,
     loss_curve_, block_stats_, n_iter_ :
         As in :class:`FlowDensityEstimator`.
 
@@ -87,20 +87,22 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         contamination="auto",
         calibration_fraction=0.2,
         method="lfm",
-        n_blocks=6,
+        n_blocks=8,
         hidden_layer_sizes=(128, 128),
         activation="silu",
-        max_iter=1500,
+        max_iter=1000,
         batch_size=512,
         learning_rate_init=2e-3,
         ode_solver="rk4",
         n_ode_steps=4,
-        step_size=0.3,
-        step_size_ratio=1.3,
+        step_size=0.05,
+        step_size_ratio=1.8,
         interpolant="linear",
         trace_estimator="auto",
         n_probes=8,
         tol=None,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
         device="auto",
         random_state=None,
         verbose=0,
@@ -121,6 +123,8 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             trace_estimator=trace_estimator,
             n_probes=n_probes,
             tol=tol,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
             device=device,
             random_state=random_state,
             verbose=verbose,

@@ -32,14 +32,14 @@ _FLOW_PARAMS_DOC = """
         block. ``"fm"``: a single flow-matching block from the data to N(0, I).
         ``"jko"``: JKO-iFlow, blocks that each take one Wasserstein proximal step of the
         KL divergence to N(0, I).
-    n_blocks : int, default=6
+    n_blocks : int, default=8
         Number of flow blocks (ignored by ``"fm"``, which uses one; an upper bound for
         ``"jko"`` when ``tol`` is set).
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Widths of the hidden layers of each block's velocity network.
     activation : {"silu", "softplus", "tanh"}, default="silu"
         Smooth activation of the velocity networks.
-    max_iter : int, default=1500
+    max_iter : int, default=1000
         Optimisation steps (Adam) per block.
     batch_size : int, default=512
         Minibatch size (capped at the number of training samples).
@@ -51,10 +51,15 @@ _FLOW_PARAMS_DOC = """
     n_ode_steps : int, default=4
         Solver steps per block. Function evaluations per block are
         ``n_ode_steps * {rk4: 4, midpoint: 2, euler: 1}``.
-    step_size : float, default=0.3
-        Ornstein-Uhlenbeck time ``h_1`` of the first block (``"lfm"``, ``"jko"``).
-    step_size_ratio : float, default=1.3
+    step_size : float, default=0.05
+        Ornstein-Uhlenbeck time ``h_1`` of the first block (``"lfm"``, ``"jko"``). A small
+        first step spreads the work over the blocks: on the standardised data the first
+        blocks meet the sharpest structure (narrow modes), where transport is hardest.
+    step_size_ratio : float, default=1.8
         Geometric growth of the step sizes: ``h_k = step_size * step_size_ratio**(k-1)``.
+        With the defaults the seven OU blocks cover a total time of about 3.7, which
+        shrinks the KL divergence to N(0, I) by a factor of about ``exp(-7)`` before
+        the free block.
     interpolant : {"linear", "trig"}, default="linear"
         Flow-matching interpolant (``"lfm"``, ``"fm"``).
     trace_estimator : {"auto", "exact", "hutchinson"}, default="auto"
@@ -69,6 +74,15 @@ _FLOW_PARAMS_DOC = """
     tol : float or None, default=None
         ``"jko"`` only: stop adding blocks once a block moves the data by less than
         ``tol`` (``E|T(x) - x|^2 / E|T(x)|^2``).
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out for early stopping (0 turns it off; it is
+        also off when it would hold fewer than 10 samples). Every 50 steps the held-out
+        negative log-likelihood of the model "blocks so far, then N(0, I)" is checked; a
+        block stops after ``n_iter_no_change`` checks without improvement and keeps its
+        best weights. This matters most on small data sets, where a long fit makes the
+        velocity field sharp around the training points.
+    n_iter_no_change : int, default=5
+        Checks without improvement before a block stops (see ``validation_fraction``).
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU. The resolved device is
         ``device_``.
@@ -80,6 +94,25 @@ _FLOW_PARAMS_DOC = """
         Show a progress bar per block when positive."""
 
 
+def _robust_location_scale(X):
+    """Median and normal-consistent interquartile range of each feature.
+
+    The flow sees ``(X - location) / scale``. Robust statistics keep the bulk of the data at
+    unit scale even when the training data hold outliers (anomaly detection) or heavy tails;
+    the log-Jacobian of the map is added to the scores, so any affine map gives the same
+    density in the user's units. Features with a zero interquartile range (mostly discrete
+    ones) fall back to the standard deviation, and constant features to 1.
+    """
+    location = np.median(X, axis=0)
+    q75, q25 = np.percentile(X, [75, 25], axis=0)
+    scale = (q75 - q25) / 1.3489795003921634
+    tiny = np.finfo(np.float64).tiny * 1e3
+    std = X.std(axis=0)
+    scale = np.where(scale > tiny, scale, std)
+    scale = np.where(scale > tiny, scale, 1.0)
+    return location, scale
+
+
 class BaseFlowEstimator(BaseEstimator):
     """Base class of the flow estimators; not for direct use."""
 
@@ -89,20 +122,22 @@ class BaseFlowEstimator(BaseEstimator):
         self,
         *,
         method="lfm",
-        n_blocks=6,
+        n_blocks=8,
         hidden_layer_sizes=(128, 128),
         activation="silu",
-        max_iter=1500,
+        max_iter=1000,
         batch_size=512,
         learning_rate_init=2e-3,
         ode_solver="rk4",
         n_ode_steps=4,
-        step_size=0.3,
-        step_size_ratio=1.3,
+        step_size=0.05,
+        step_size_ratio=1.8,
         interpolant="linear",
         trace_estimator="auto",
         n_probes=8,
         tol=None,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
         device="auto",
         random_state=None,
         verbose=0,
@@ -122,6 +157,8 @@ class BaseFlowEstimator(BaseEstimator):
         self.trace_estimator = trace_estimator
         self.n_probes = n_probes
         self.tol = tol
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -145,6 +182,8 @@ class BaseFlowEstimator(BaseEstimator):
             step_size_ratio=self.step_size_ratio,
             interpolant=self.interpolant,
             tol=self.tol,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
             verbose=self.verbose,
         )
         config.validate()
@@ -158,6 +197,13 @@ class BaseFlowEstimator(BaseEstimator):
             )
         if not isinstance(self.n_probes, numbers.Integral) or self.n_probes < 1:
             raise ValueError(f"n_probes must be a positive integer, got {self.n_probes!r}")
+        frac = self.validation_fraction
+        if not (isinstance(frac, numbers.Real) and 0 <= frac < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {frac!r}")
+        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
+            raise ValueError(
+                f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}"
+            )
         if self.tol is not None and not (isinstance(self.tol, numbers.Real) and self.tol > 0):
             raise ValueError(f"tol must be None or a positive number, got {self.tol!r}")
         return config
@@ -171,10 +217,7 @@ class BaseFlowEstimator(BaseEstimator):
         config = self._training_config()
         device = resolve_device(self.device)
         n_features = X.shape[1]
-        self.mean_ = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale[~(scale > np.finfo(np.float64).tiny * 1e3)] = 1.0
-        self.scale_ = scale
+        self.location_, self.scale_ = _robust_location_scale(X)
         trace = self.trace_estimator
         if trace == "auto":
             cheap_exact = len(config.hidden_layer_sizes) <= 2
@@ -185,7 +228,7 @@ class BaseFlowEstimator(BaseEstimator):
             probe_gen = torch.Generator().manual_seed(int(seeds[1]))
             config.probes = rademacher_probes(self.n_probes, n_features, generator=probe_gen)
         generator = torch.Generator(device=device).manual_seed(int(seeds[0]))
-        Xs = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32, device=device)
+        Xs = torch.as_tensor((X - self.location_) / self.scale_, dtype=torch.float32, device=device)
         result = train_flow(Xs, config, generator)
         self.flow_ = result.flow.to(dtype=torch.float64)
         self.probes_ = None if config.probes is None else config.probes.to(torch.float64)
@@ -202,7 +245,7 @@ class BaseFlowEstimator(BaseEstimator):
 
     def _standardised_tensor(self, X):
         return torch.as_tensor(
-            (X - self.mean_) / self.scale_, dtype=torch.float64, device=self.device_
+            (X - self.location_) / self.scale_, dtype=torch.float64, device=self.device_
         )
 
     def _log_likelihood(self, X):
@@ -231,7 +274,7 @@ class BaseFlowEstimator(BaseEstimator):
                 else:
                     out.append(self.flow_(chunk)[0].cpu().numpy())
         Y = np.concatenate(out) if out else np.empty((0, self.n_features_in_))
-        return Y * self.scale_ + self.mean_ if inverse else Y
+        return Y * self.scale_ + self.location_ if inverse else Y
 
     def _sample(self, n_samples, random_state):
         check_is_fitted(self, "flow_")
@@ -250,7 +293,7 @@ class BaseFlowEstimator(BaseEstimator):
                 device=self.device_,
             )
             X = torch.cat([self.flow_.inverse(c) for c in torch.split(Z, _SCORE_CHUNK)])
-        return X.cpu().numpy() * self.scale_ + self.mean_
+        return X.cpu().numpy() * self.scale_ + self.location_
 
     # ------------------------------------------------------------------ diagnostics
     def convergence_path(self, X, log_density=None, *, n_projections=128):

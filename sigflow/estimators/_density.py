@@ -33,8 +33,11 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         Names of features seen during fit (only when ``X`` has string column names).
     device_ : str
         Device the model lives on.
-    mean_, scale_ : ndarray of shape (n_features,)
-        Internal standardisation.
+    location_, scale_ : ndarray of shape (n_features,)
+        Internal standardisation ``(X - location_) / scale_``: the median and the
+        normal-consistent interquartile range of each feature (the standard deviation
+        where that range is zero), so that outliers in the training data do not squash
+        the bulk of it.
     flow_ : sigflow.flows.Flow
         The trained flow (float64), mapping standardised data to latent space.
     trace_estimator_ : {{"exact", "hutchinson"}}

@@ -30,6 +30,7 @@ __all__ = ["TrainingConfig", "TrainingResult", "NonFiniteLossError", "train_flow
 
 METHODS = ("lfm", "fm", "jko")
 INTERPOLANTS = ("linear", "trig")
+COUPLINGS = ("independent", "ot")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -40,31 +41,45 @@ class NonFiniteLossError(FloatingPointError):
 class TrainingConfig:
     """Everything a training method needs to know (no scikit-learn, no numpy).
 
-    Attributes mirror the estimator parameters of the same names.
+    Attributes mirror the estimator parameters of the same names, except
+    ``ema_decay`` (each block keeps an exponential moving average of its weights over the
+    optimisation steps; 0 turns it off) and ``free_coupling`` (``"independent"`` noise, or
+    ``"ot"``: minibatch optimal-transport pairing of data and noise in the free block).
     """
 
     method: str = "lfm"
-    n_blocks: int = 6
+    n_blocks: int = 8
     hidden_layer_sizes: tuple = (128, 128)
     activation: str = "silu"
-    max_iter: int = 1500
+    max_iter: int = 1000
     batch_size: int = 512
     learning_rate_init: float = 2e-3
     ode_solver: str = "rk4"
     n_ode_steps: int = 4
-    step_size: float = 0.3
-    step_size_ratio: float = 1.3
+    step_size: float = 0.05
+    step_size_ratio: float = 1.8
     interpolant: str = "linear"
     probes: torch.Tensor | None = None
     tol: float | None = None
     verbose: int = 0
     push_chunk: int = 8192
+    ema_decay: float = 0.999
+    free_coupling: str = "independent"
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 5
+    validation_interval: int = 50
 
     def validate(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.interpolant not in INTERPOLANTS:
             raise ValueError(f"interpolant must be one of {INTERPOLANTS}, got {self.interpolant!r}")
+        if self.free_coupling not in COUPLINGS:
+            raise ValueError(
+                f"free_coupling must be one of {COUPLINGS}, got {self.free_coupling!r}"
+            )
+        if not (0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         evaluations_per_step(self.ode_solver)
         for name in ("n_blocks", "max_iter", "batch_size", "n_ode_steps"):
             value = getattr(self, name)
@@ -161,7 +176,9 @@ def train_flow(X, config, generator):
     cpu_gen = torch.Generator().manual_seed(
         int(torch.randint(0, 2**62, (1,), generator=generator, device=X.device).item())
     )
-    velocity = VelocityMLP(dim, tuple(config.hidden_layer_sizes), config.activation, generator=cpu_gen)
+    velocity = VelocityMLP(
+        dim, tuple(config.hidden_layer_sizes), config.activation, generator=cpu_gen
+    )
     velocity = velocity.to(device=X.device, dtype=X.dtype)
     flow = Flow(n_steps=config.n_ode_steps, solver=config.ode_solver)
     result = TrainingResult(flow=flow)
@@ -174,13 +191,14 @@ def train_flow(X, config, generator):
     n_ou = config.n_blocks - 1 if config.method == "lfm" else 0
     steps = ou_step_sizes(n_ou, config.step_size, config.step_size_ratio)
     kinds = ["ou"] * n_ou + ["free"]
+    X, X_val = _validation_split(X, config, generator)
     current = X
     for k, kind in enumerate(kinds):
         h = steps[k] if kind == "ou" else None
         if k > 0:
             velocity = copy.deepcopy(velocity)
         start = time.perf_counter()
-        losses = _train_fm_block(velocity, current, h, config, generator, k)
+        losses = _train_fm_block(velocity, current, h, config, generator, k, X_val)
         block = FlowBlock(velocity)
         pushed, nfe = _push_all(block, current, config)
         if not torch.isfinite(pushed).all():
@@ -194,6 +212,8 @@ def train_flow(X, config, generator):
             _block_stats(k, kind, h, losses, time.perf_counter() - start, nfe, current, pushed)
         )
         current = pushed
+        if X_val is not None:
+            X_val = _push_all(block, X_val, config)[0]
     return result
 
 
@@ -214,7 +234,65 @@ def _block_stats(k, kind, h, losses, elapsed, nfe, before, after):
     }
 
 
-def _train_fm_block(velocity, X, h, config, generator, k):
+def _validation_split(X, config, generator):
+    """Hold out ``validation_fraction`` of the rows for early stopping (at least 10 rows).
+
+    Returns ``(X_train, X_val)``; ``X_val`` is None when early stopping is off or the data
+    are too few to spare a validation set.
+    """
+    n_val = int(config.validation_fraction * X.shape[0])
+    if config.validation_fraction <= 0 or n_val < 10 or X.shape[0] - n_val < 2:
+        return X, None
+    order = torch.randperm(X.shape[0], generator=generator, device=X.device)
+    return X[order[n_val:]], X[order[:n_val]]
+
+
+class _EarlyStopping:
+    """Held-out negative log-likelihood of the model "blocks so far, then N(0, I)".
+
+    Every block should bring the data closer to N(0, I), so this likelihood should improve
+    while the block trains; training of the block stops once it has not improved for
+    ``n_iter_no_change`` consecutive checks (one every ``validation_interval`` steps), and
+    the block keeps its best weights. On small data sets a velocity field fitted for too
+    long grows sharp around the training points and its likelihood elsewhere collapses,
+    which the flow-matching loss alone does not show.
+    """
+
+    def __init__(self, X_val, config):
+        self.X_val = X_val[:2048]
+        self.n_steps, self.solver = config.n_ode_steps, config.ode_solver
+        self.best = math.inf
+        self.bad = 0
+        self.patience = config.n_iter_no_change
+        self.best_weights = None
+
+    @torch.no_grad()
+    def should_stop(self, velocity, weights):
+        """Check the held-out likelihood of ``velocity`` (whose parameters are ``weights``)."""
+        y, logdet, _ = FlowBlock(velocity).push(
+            self.X_val, logdet=True, n_steps=self.n_steps, solver=self.solver
+        )
+        nll = float((0.5 * (y**2).sum(1) - logdet).mean())
+        if not math.isfinite(nll):
+            nll = math.inf
+        if self.best_weights is None or nll < self.best - 1e-4 * max(1.0, abs(self.best)):
+            self.best, self.bad = nll, 0
+            self.best_weights = [w.detach().clone() for w in weights]
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+
+def _swap(params, values):
+    """Exchange the data of ``params`` and ``values`` in place."""
+    with torch.no_grad():
+        for p, v in zip(params, values):
+            tmp = p.detach().clone()
+            p.copy_(v)
+            v.copy_(tmp)
+
+
+def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
     """Flow matching for one block; ``h`` is the OU time (``None`` for a free block)."""
     optimizer = torch.optim.Adam(velocity.parameters(), lr=config.learning_rate_init)
     n, dim = X.shape
@@ -223,13 +301,21 @@ def _train_fm_block(velocity, X, h, config, generator, k):
     bar = _progress(config, config.max_iter, f"block {k + 1}/{config.n_blocks}")
     if h is not None:
         decay, spread = math.exp(-h), math.sqrt(1.0 - math.exp(-2.0 * h))
+    params = list(velocity.parameters())
+    ema = [p.detach().clone() for p in params] if config.ema_decay else None
+    stopper = None if X_val is None else _EarlyStopping(X_val, config)
     for step in range(config.max_iter):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config.max_iter, config.learning_rate_init)
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
         x0 = X[idx]
         eps = torch.randn(batch, dim, generator=generator, device=X.device, dtype=X.dtype)
-        x1 = decay * x0 + spread * eps if h is not None else eps
+        if h is not None:
+            x1 = decay * x0 + spread * eps
+        elif config.free_coupling == "ot":
+            x1 = eps[_ot_pairing(x0, eps)]
+        else:
+            x1 = eps
         t = torch.rand(batch, generator=generator, device=X.device, dtype=X.dtype)
         xt, target = _interpolate(x0, x1, t, config.interpolant)
         loss = ((velocity(xt, t) - target) ** 2).mean()
@@ -243,11 +329,40 @@ def _train_fm_block(velocity, X, h, config, generator, k):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(velocity.parameters(), 10.0)
         optimizer.step()
+        if ema is not None:
+            ema_rate = min(config.ema_decay, (1.0 + step) / (10.0 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - ema_rate)
         losses.append(value)
+        if stopper is not None and (step + 1) % config.validation_interval == 0:
+            # judge the weights that would be kept: the moving average when there is one
+            if ema is not None:
+                _swap(params, ema)
+            stop = stopper.should_stop(velocity, params)
+            if ema is not None:
+                _swap(params, ema)
+            if stop:
+                break
         if bar is not None:
             bar.update()
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
     if bar is not None:
         bar.close()
+    final = ema
+    if stopper is not None and stopper.best_weights is not None:
+        final = stopper.best_weights  # the weights with the best held-out loss
+    if final is not None:
+        with torch.no_grad():
+            for p, e in zip(params, final):
+                p.copy_(e)
     return losses
+
+
+def _ot_pairing(x0, x1):
+    """Minibatch optimal transport: the permutation of ``x1`` minimising ``sum |x0 - x1|^2``."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = torch.cdist(x0.detach().double(), x1.detach().double()).square_()
+    _, cols = linear_sum_assignment(cost.cpu().numpy())
+    return torch.as_tensor(cols, device=x1.device)
