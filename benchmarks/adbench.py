@@ -51,6 +51,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KernelDensity, LocalOutlierFactor
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
+from threadpoolctl import threadpool_limits
 
 import sigflow
 from sigflow import FlowAnomalyDetector
@@ -433,7 +434,10 @@ def main(argv=None):
     if args.report:
         print(report(args.report, drop=tuple(filter(None, args.drop.split(",")))))
         return
-    torch.set_num_threads(args.threads or (2 if args.timing else 1))
+    n_threads = args.threads or (2 if args.timing else 1)
+    torch.set_num_threads(n_threads)
+    # BLAS threads too (GaussianMixture, KDE): oversubscribed BLAS threads stall under load
+    threadpool_limits(n_threads)
     if args.timing:
         timing(args)
         return
