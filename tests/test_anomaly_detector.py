@@ -133,3 +133,24 @@ def test_bad_input(auto_detector):
         auto_detector.predict(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="minimum of 3"):
         FlowAnomalyDetector(**QUICK).fit(np.zeros((2, 3)))
+
+
+def test_pipeline_with_spectral_features_finds_abnormal_windows():
+    from sigflow.preprocessing import SpectralFeatures, sliding_windows
+
+    fs = 100.0
+    rng = np.random.default_rng(10)
+    t = np.arange(120_000) / fs
+    normal = np.sin(2 * np.pi * (6 + 0.5 * np.sin(0.01 * t)) * t) + 0.3 * rng.normal(size=t.size)
+    W = np.ascontiguousarray(sliding_windows(normal, 256, 128))
+    bursts = np.array(W[:40])
+    bursts += np.sin(2 * np.pi * 22 * np.arange(256) / fs)  # a 22 Hz component: abnormal
+    pipe = make_pipeline(
+        SpectralFeatures(fs, bands=((1, 4), (4, 8), (8, 13), (13, 30), (30, 45)), nperseg=128),
+        StandardScaler(),
+        FlowAnomalyDetector(**QUICK),
+    ).fit(W[40:])
+    scores = pipe.score_samples(np.vstack([W[:400], bursts]))
+    y = np.r_[np.zeros(400), np.ones(40)]
+    assert roc_auc_score(y, -scores) > 0.95
+    assert np.mean(pipe.predict(bursts) == -1) > 0.8
