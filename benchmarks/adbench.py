@@ -291,7 +291,7 @@ def run_benchmark(args):
 
 
 def report(paths, drop=()):
-    rows, envs = [], []
+    rows, envs, seen = [], [], set()
     for p in paths:
         doc = json.loads(Path(p).read_text())
         envs.append(doc["env"])
@@ -301,7 +301,10 @@ def report(paths, drop=()):
         for r in doc["results"]:
             if label and r["method"] == "sigflow":
                 r = {**r, "method": label}
-            rows.append(r)
+            key = (r["protocol"], r["dataset"], r["seed"], r["method"])
+            if key not in seen:  # files may overlap; a seeded run gives the same result
+                seen.add(key)
+                rows.append(r)
     lines = []
     for protocol in PROTOCOLS:
         prot = [r for r in rows if r["protocol"] == protocol and r["method"] not in drop]
