@@ -58,7 +58,7 @@ def main(argv=None):
     ).fit(X)
     rows = est.convergence_path(X, log_density=log_density)
 
-    Xs = torch.as_tensor((X - est.mean_) / est.scale_, dtype=torch.float64)
+    Xs = torch.as_tensor((X - est.location_) / est.scale_, dtype=torch.float64)
     n_panels = len(est.flow_.blocks) + 2
     fig, axes = plt.subplots(1, n_panels, figsize=(2.6 * n_panels, 3.0))
     lim = 3.5
