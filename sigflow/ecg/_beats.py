@@ -19,6 +19,9 @@ _RHYTHM_ADAPTED = ("log_pre_rr_rec", "log_post_rr_rec", "log_pre_rr_local", "log
                    "log_local_rr_rec")
 _RHYTHM_RAW = ("pre_rr", "post_rr", "local_rr", "post_pre_ratio", "record_rr")
 _SHAPE = ("qrs_amplitude", "template_corr")
+# floor of the per-record rhythm spread (log units, about 2 % of an RR interval): keeps very
+# regular records from blowing up timing jitter
+_RHYTHM_MIN_SPREAD = 0.02
 
 
 @dataclass
@@ -136,7 +139,11 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     - rhythm: log ratios of the pre-RR and post-RR intervals to the record's
       median RR, of the pre-RR to the local RR (median of the previous
       ``local_beats`` intervals), of post-RR to pre-RR (prematurity and
-      compensatory pause), and of the local RR to the record median.
+      compensatory pause), and of the local RR to the record median; each
+      divided by its robust spread over the record (1.4826 x median absolute
+      deviation, at least 0.02), so prematurity is measured against how
+      irregular that patient's rhythm is (a short RR means more in a
+      regular sinus rhythm than in atrial fibrillation).
 
     With ``adapt=False``, the morphology is the amplitude-normalised beat
     itself and the rhythm features are the intervals in seconds.
@@ -224,6 +231,8 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         morph = morph - template
         rhythm = np.column_stack([np.log(pre / med), np.log(post / med), np.log(pre / local),
                                   np.log(post / pre), np.log(local / med)])
+        mad = np.median(np.abs(rhythm - np.median(rhythm, axis=0)), axis=0)
+        rhythm = rhythm / np.maximum(1.4826 * mad, _RHYTHM_MIN_SPREAD)
     else:
         rhythm = np.column_stack([pre, post, local, post / pre, np.full(len(pre), med)])
     features = np.column_stack([morph, amp, corr, rhythm]).astype(np.float64)
