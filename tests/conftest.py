@@ -22,7 +22,9 @@ def shared_data() -> Path:
     """The reference data folder; skips the test when it is not available."""
     path = shared_data_dir()
     if path is None:
-        pytest.skip("reference data not available: set SIGFLOW_SHARED_DATA to the shared data folder")
+        pytest.skip(
+            "reference data not available: set SIGFLOW_SHARED_DATA to the shared data folder"
+        )
     return path
 
 

@@ -48,16 +48,16 @@ class TrainingConfig:
     """
 
     method: str = "lfm"
-    n_blocks: int = 8
-    hidden_layer_sizes: tuple = (128, 128)
+    n_blocks: int = 4
+    hidden_layer_sizes: tuple = (64, 64)
     activation: str = "silu"
     max_iter: int = 1000
     batch_size: int = 512
     learning_rate_init: float = 2e-3
     ode_solver: str = "rk4"
     n_ode_steps: int = 4
-    step_size: float = 0.05
-    step_size_ratio: float = 1.8
+    step_size: float = 0.3
+    step_size_ratio: float = 1.3
     interpolant: str = "linear"
     probes: torch.Tensor | None = None
     tol: float | None = None

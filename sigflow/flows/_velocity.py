@@ -52,7 +52,7 @@ class VelocityMLP(nn.Module):
     ----------
     dim : int
         Data dimension.
-    hidden : tuple of int
+    hidden : tuple of int, default=(64, 64)
         Widths of the hidden layers.
     activation : {"silu", "softplus", "tanh"}
         Smooth activation.
@@ -71,7 +71,7 @@ class VelocityMLP(nn.Module):
     (torch.Size([5, 3]), torch.Size([5]))
     """
 
-    def __init__(self, dim, hidden=(128, 128), activation="silu", n_frequencies=4, generator=None):
+    def __init__(self, dim, hidden=(64, 64), activation="silu", n_frequencies=4, generator=None):
         super().__init__()
         if len(hidden) < 1:
             raise ValueError("hidden must hold at least one layer width")
