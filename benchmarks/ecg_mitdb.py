@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import sys
@@ -219,6 +220,8 @@ def main(argv=None):
                    help="torch and BLAS threads (default 1: the machine is shared)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="+", default=None, help="run only these detectors (substring)")
+    p.add_argument("--flow-params", default="{}",
+                   help='JSON of make_beat_detector overrides, e.g. \'{"n_blocks": 8}\'')
     p.add_argument("--no-timing", action="store_true", help="skip the fit/score timing")
     p.add_argument("--score-record", default="208", help="record scored in the timing")
     p.add_argument("--refresh", action="store_true", help="recompute the cached features")
@@ -247,14 +250,15 @@ def main(argv=None):
     print(f"{len(X)} beats x {X.shape[1]} features from {len(set(groups))} records:",
           {c: int((y == c).sum()) for c in "NSVFQ"}, "(Q excluded from the metrics)", flush=True)
 
-    methods = make_methods(args.seed, {})
+    flow_params = json.loads(args.flow_params)
+    methods = make_methods(args.seed, flow_params)
     if args.only:
         methods = {k: v for k, v in methods.items()
                    if any(o.lower() in k.lower() for o in args.only)}
     scores, per_fold, fit_time = run_cv(X, y, groups, n_folds, methods, max_train, args.seed)
     report(y, scores, per_fold, fit_time)
     if not args.no_timing:
-        timing(X, y, records, {}, args.seed, args.score_record, max_train)
+        timing(X, y, records, flow_params, args.seed, args.score_record, max_train)
     print(f"load at the end: {os.getloadavg()[0]:.1f}")
 
 
