@@ -261,34 +261,25 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    options = dict(
+        out=args.out,
+        device=args.device,
+        lead=args.lead,
+        seed=args.seed,
+        plot=not args.no_plot,
+        quiet=args.quiet,
+        max_iter=args.max_iter,
+    )
     try:
         if args.command == "demo":
             from sigflow.ecg import example_records
 
             records = example_records()
             print(f"sigflow demo: {len(records)} synthetic example records", file=sys.stdout)
-            run = run_detection(
-                records,
-                out=args.out,
-                device=args.device,
-                lead=args.lead,
-                seed=args.seed,
-                plot=not args.no_plot,
-                quiet=args.quiet,
-                max_iter=args.max_iter,
-            )
+            run = run_detection(records, **options)
         else:
             run = run_detection(
-                args.records,
-                train=args.train,
-                normal_only=args.normal_only,
-                out=args.out,
-                device=args.device,
-                lead=args.lead,
-                seed=args.seed,
-                plot=not args.no_plot,
-                quiet=args.quiet,
-                max_iter=args.max_iter,
+                args.records, train=args.train, normal_only=args.normal_only, **options
             )
         _summary(run["results"], sys.stdout)
     except (OSError, ValueError) as exc:

@@ -190,19 +190,6 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             return cal[k - 1]
         return np.quantile(cal, alpha)
 
-    def score_samples(self, X):
-        """Log-likelihood of each sample: higher means more normal.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-        """
-        return self._log_likelihood(self._check_X(X))
-
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers."""
         return self.score_samples(X) - self.offset_

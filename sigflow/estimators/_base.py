@@ -243,6 +243,21 @@ class BaseFlowEstimator(BaseEstimator):
         check_is_fitted(self, "flow_")
         return validate_data(self, X, dtype=np.float64, reset=False)
 
+    def score_samples(self, X):
+        """Log-density of each sample (natural log, in the user's units).
+
+        For the anomaly detector this is the normality score: higher means more normal.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+        """
+        return self._log_likelihood(self._check_X(X))
+
     def _standardised_tensor(self, X):
         return torch.as_tensor(
             (X - self.location_) / self.scale_, dtype=torch.float64, device=self.device_

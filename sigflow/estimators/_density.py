@@ -87,19 +87,6 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         X = self._validate_training_data(X)
         return self._fit_flow(X, check_random_state(self.random_state))
 
-    def score_samples(self, X):
-        """Log-density of each sample (natural log, in the user's units).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_density : ndarray of shape (n_samples,)
-        """
-        return self._log_likelihood(self._check_X(X))
-
     def score(self, X, y=None):
         """Mean log-likelihood of ``X``: higher is better (used by ``GridSearchCV``)."""
         return float(np.mean(self.score_samples(X)))
