@@ -25,10 +25,9 @@ from ._flow import FlowBlock
 from ._ode import integrate_fixed
 from ._training import (
     NonFiniteLossError,
-    _block_stats,
+    _append_block,
     _lr_at,
     _progress,
-    _push_all,
     ou_step_sizes,
 )
 
@@ -161,17 +160,8 @@ def train_jko_blocks(X, velocity, config, generator, result):
         start = time.perf_counter()
         losses = _train_jko_block(velocity, current, h, probes, config, generator, k)
         block = FlowBlock(velocity)
-        pushed, nfe = _push_all(block, current, config)
-        if not torch.isfinite(pushed).all():
-            raise NonFiniteLossError(
-                f"block {k + 1}: pushing the training data produced non-finite values; "
-                "lower learning_rate_init or raise n_ode_steps"
-            )
-        result.flow.append(block)
-        result.loss_curve.extend(losses)
-        stats = _block_stats(k, "jko", h, losses, time.perf_counter() - start, nfe, current, pushed)
-        result.block_stats.append(stats)
-        current = pushed
+        current = _append_block(result, block, current, losses, start, config, k, "jko", h)
+        stats = result.block_stats[-1]
         if config.tol is not None and stats["displacement"] < config.tol:
             break
     return result

@@ -200,21 +200,30 @@ def train_flow(X, config, generator):
         start = time.perf_counter()
         losses = _train_fm_block(velocity, current, h, config, generator, k, X_val)
         block = FlowBlock(velocity)
-        pushed, nfe = _push_all(block, current, config)
-        if not torch.isfinite(pushed).all():
-            raise NonFiniteLossError(
-                f"block {k + 1}: pushing the training data produced non-finite values; "
-                "lower learning_rate_init or raise n_ode_steps"
-            )
-        flow.append(block)
-        result.loss_curve.extend(losses)
-        result.block_stats.append(
-            _block_stats(k, kind, h, losses, time.perf_counter() - start, nfe, current, pushed)
-        )
-        current = pushed
+        current = _append_block(result, block, current, losses, start, config, k, kind, h)
         if X_val is not None:
             X_val = _push_all(block, X_val, config)[0]
     return result
+
+
+def _append_block(result, block, current, losses, start, config, k, kind, h):
+    """Push the training data through a trained block, add the block and its statistics.
+
+    Returns the pushed data; a push that produced non-finite values raises
+    :class:`NonFiniteLossError` naming the block.
+    """
+    pushed, nfe = _push_all(block, current, config)
+    if not torch.isfinite(pushed).all():
+        raise NonFiniteLossError(
+            f"block {k + 1}: pushing the training data produced non-finite values; "
+            "lower learning_rate_init or raise n_ode_steps"
+        )
+    result.flow.append(block)
+    result.loss_curve.extend(losses)
+    result.block_stats.append(
+        _block_stats(k, kind, h, losses, time.perf_counter() - start, nfe, current, pushed)
+    )
+    return pushed
 
 
 def _block_stats(k, kind, h, losses, elapsed, nfe, before, after):
