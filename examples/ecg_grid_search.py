@@ -61,7 +61,7 @@ def main(argv=None):
     grid = {
         "detector__n_blocks": [2, 4],
         "detector__hidden_layer_sizes": [(32, 32), (64, 64)],
-        "detector__max_iter": [100, 200],
+        "detector__finetune_iter": [0, 100],
     }
     search = GridSearchCV(
         make_beat_detector(random_state=0, device=args.device),

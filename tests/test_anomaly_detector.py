@@ -13,7 +13,9 @@ from sklearn.preprocessing import StandardScaler
 
 from sigflow import FlowAnomalyDetector
 
-QUICK = dict(n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, random_state=0)
+QUICK = dict(
+    n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, finetune_iter=0, random_state=0
+)
 
 
 def _normal(n, seed):

@@ -38,7 +38,19 @@ def _read(path):
 
 def test_detect_writes_a_csv_and_png_per_record(tmp_path, capsys):
     records = example_records()[:2]
-    code = main(["detect", *records, "--out", str(tmp_path), "--max-iter", "40", "-q"])
+    code = main(
+        [
+            "detect",
+            *records,
+            "--out",
+            str(tmp_path),
+            "--max-iter",
+            "40",
+            "--finetune-iter",
+            "20",
+            "-q",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "AUROC" in out
@@ -71,6 +83,8 @@ def test_detect_with_training_records_normal_only(tmp_path):
             str(tmp_path),
             "--max-iter",
             "40",
+            "--finetune-iter",
+            "0",
             "--no-plot",
             "-q",
         ]
@@ -83,7 +97,7 @@ def test_detect_with_training_records_normal_only(tmp_path):
 
 def test_demo_runs_from_any_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--max-iter", "40", "--no-plot", "-q"]) == 0
+    assert main(["demo", "--max-iter", "40", "--finetune-iter", "0", "--no-plot", "-q"]) == 0
     out = capsys.readouterr().out
     assert "AUROC" in out and "average precision" in out
     assert len(list((tmp_path / "sigflow-out").glob("*.csv"))) == len(example_records())

@@ -18,9 +18,12 @@ from sigflow import FlowAnomalyDetector, FlowDensityEstimator
 from sigflow.flows import NonFiniteLossError
 
 SMALL = dict(
-    n_blocks=2, hidden_layer_sizes=(8, 8), max_iter=5, batch_size=32, n_ode_steps=2, random_state=0
+    n_blocks=2, hidden_layer_sizes=(8, 8), max_iter=5, batch_size=32, n_ode_steps=2,
+    finetune_iter=2, random_state=0,
 )
-QUICK = dict(n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, random_state=0)
+QUICK = dict(
+    n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, finetune_iter=0, random_state=0
+)
 
 
 @parametrize_with_checks([FlowDensityEstimator(**SMALL), FlowAnomalyDetector(**SMALL)])
@@ -39,7 +42,8 @@ def _two_moons_like(n, seed=0):
 def fitted_2d():
     X = _two_moons_like(2000)
     est = FlowDensityEstimator(
-        n_blocks=3, hidden_layer_sizes=(48, 48), max_iter=400, n_ode_steps=6, random_state=0
+        n_blocks=3, hidden_layer_sizes=(48, 48), max_iter=400, n_ode_steps=6, finetune_iter=60,
+        random_state=0,
     )
     return est.fit(X), X
 
@@ -53,9 +57,11 @@ def test_density_integrates_to_one(fitted_2d):
     assert mass == pytest.approx(1.0, abs=0.03)
 
 
-def test_density_is_in_user_units(fitted_2d):
-    est, X = fitted_2d
-    # rescaling the data by c shifts the log-density by -d log c: same model on scaled data
+def test_density_is_in_user_units():
+    X = _two_moons_like(1000)
+    est = FlowDensityEstimator(**{**QUICK, "max_iter": 60, "finetune_iter": 20}).fit(X)
+    # rescaling the data by c shifts the log-density by -d log c: same model on scaled data,
+    # the likelihood refinement included
     scaled = clone(est).fit(X * 10.0)
     diff = est.score_samples(X[:50]) - scaled.score_samples(X[:50] * 10.0)
     np.testing.assert_allclose(diff, 2 * np.log(10.0), atol=1e-6)
@@ -159,7 +165,11 @@ def test_fitted_attributes(fitted_2d):
     assert est.n_features_in_ == 2
     assert est.device_ == "cpu"
     assert len(est.block_stats_) == 3
-    assert est.n_iter_ == sum(b["n_iter"] for b in est.block_stats_) == len(est.loss_curve_)
+    refine = est.finetune_stats_
+    assert 0 < refine["n_iter"] <= 60 and refine["nfe_per_step"] == 3 * 6 * 4
+    assert refine["val_nll_after"] <= refine["val_nll_before"]
+    assert sum(b["n_iter"] for b in est.block_stats_) == len(est.loss_curve_)
+    assert est.n_iter_ == len(est.loss_curve_) + refine["n_iter"]
     assert all(0 < b["n_iter"] <= 400 for b in est.block_stats_)
     for stats in est.block_stats_:
         assert {"block", "kind", "loss", "time_s", "nfe_push", "displacement"} <= set(stats)
@@ -222,11 +232,22 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"device": "tpu"}, "device must be"),
         ({"max_iter": 2.5}, "max_iter must be a positive integer"),
         ({"activation": "relu"}, "activation must be"),
+        ({"finetune_iter": -5}, "finetune_iter must be a non-negative integer"),
+        ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
     ],
 )
 def test_bad_parameters_raise_at_fit(params, match):
     with pytest.raises(ValueError, match=match):
         FlowDensityEstimator(**{**SMALL, **params}).fit(_two_moons_like(50))
+
+
+def test_numpy_integer_parameters_are_accepted():
+    # parameter grids are often numpy arrays: np.int64 values must work like ints
+    params = {**SMALL, "n_blocks": np.int64(2), "max_iter": np.int64(3)}
+    est = FlowDensityEstimator(**{**params, "finetune_iter": np.int64(2)})
+    est.fit(_two_moons_like(300))
+    assert est.finetune_stats_["n_iter"] == 2
+    assert est.n_iter_ == len(est.loss_curve_) + 2
 
 
 def test_cuda_request_without_cuda_is_an_error():

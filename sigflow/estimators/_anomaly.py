@@ -58,7 +58,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     calibration_scores_ : ndarray
         Sorted log-likelihoods of the held-out calibration samples.
     n_features_in_, device_, location_, scale_, flow_, trace_estimator_, probes_,
-    loss_curve_, block_stats_, n_iter_ :
+    loss_curve_, block_stats_, finetune_stats_, n_iter_ :
         As in :class:`FlowDensityEstimator`.
 
     See Also
@@ -103,6 +103,8 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         tol=None,
         validation_fraction=0.1,
         n_iter_no_change=5,
+        finetune_iter=300,
+        kinetic_penalty=0.002,
         device="auto",
         random_state=None,
         verbose=0,
@@ -125,6 +127,8 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             tol=tol,
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
+            finetune_iter=finetune_iter,
+            kinetic_penalty=kinetic_penalty,
             device=device,
             random_state=random_state,
             verbose=verbose,

@@ -9,10 +9,20 @@ from ._divergence import exact_divergence, hutchinson_divergence, rademacher_pro
 from ._flow import Flow, FlowBlock, standard_normal_log_prob
 from ._jko import jko_block_loss, jko_block_terms, train_jko_blocks
 from ._ode import FIXED_STEP_SOLVERS, evaluations_per_step, integrate_adaptive, integrate_fixed
-from ._training import NonFiniteLossError, TrainingConfig, TrainingResult, ou_step_sizes, train_flow
+from ._training import (
+    NonFiniteLossError,
+    TrainingConfig,
+    TrainingResult,
+    finetune_flow,
+    flow_nll_terms,
+    ou_step_sizes,
+    train_flow,
+)
 from ._velocity import VelocityMLP
 
 __all__ = [
+    "finetune_flow",
+    "flow_nll_terms",
     "FIXED_STEP_SOLVERS",
     "Flow",
     "FlowBlock",
