@@ -137,7 +137,7 @@ def run_method(method, dist, X, X_test, log_p_test, args, seed):
     for row, n in zip(rows, nfe, strict=True):
         row["train_nfe"] = n
     rate, intercept = fit_decay(rows)
-    diff = log_p_test + est.score_samples(X_test)
+    diff = log_p_test - est.score_samples(X_test)
     out = {
         "method": method, "est": est, "rows": rows, "time_s": elapsed, "rate": rate,
         "intercept": intercept, "gap": rows[-1]["kl_gap"],
