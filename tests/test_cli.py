@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from sigflow.cli import CSV_COLUMNS, main
+from sigflow.cli import CSV_COLUMNS, main, run_detection
 from sigflow.ecg import example_records, segment_beats
 
 
@@ -107,3 +108,14 @@ def test_missing_record_is_a_clear_error(tmp_path, capsys):
     assert main(["detect", str(tmp_path / "nope"), "--out", str(tmp_path), "-q"]) == 1
     err = capsys.readouterr().err
     assert "sigflow: error:" in err and "nope" in err
+
+
+def test_refinement_runs_only_on_known_normal_training_beats(tmp_path):
+    # unlabelled training beats include abnormal ones, which a likelihood refinement would
+    # learn too: the command line leaves it out unless the training beats are known normal
+    record = example_records()[:1]
+    common = dict(out=tmp_path, plot=False, quiet=True, max_iter=5, stream=io.StringIO())
+    unsupervised = run_detection(record, **common)["detector"][-1]
+    assert unsupervised.finetune_iter == 0 and unsupervised.finetune_stats_ is None
+    explicit = run_detection(record, finetune_iter=3, **common)["detector"][-1]
+    assert explicit.finetune_iter == 3 and explicit.finetune_stats_["n_iter"] <= 3

@@ -43,6 +43,12 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
       control the false discovery rate. Data that drift away from the training
       distribution (another patient, another sensor) break the assumption.
 
+    The likelihood refinement (``finetune_iter``) makes the flow fit its training data more
+    closely. That is what novelty detection wants when the training data are normal; when
+    they contain the anomalies too (unsupervised use), it learns those as well, and
+    ``finetune_iter=0`` usually ranks them better (on sigflow's example ECG, fitted on all
+    beats: average precision 0.72 without it, 0.58 with it).
+
     Parameters
     ----------
     contamination : "auto" or float, default="auto"
