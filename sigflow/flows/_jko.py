@@ -16,7 +16,6 @@ divergence and the kinetic energy being integrated along the trajectory as augme
 from __future__ import annotations
 
 import copy
-import math
 import time
 
 import torch
@@ -24,10 +23,11 @@ import torch
 from ._flow import FlowBlock
 from ._ode import integrate_fixed
 from ._training import (
-    NonFiniteLossError,
+    _adam_step,
     _append_block,
     _lr_at,
     _progress,
+    _training_loss_where,
     ou_step_sizes,
 )
 
@@ -168,7 +168,8 @@ def train_jko_blocks(X, velocity, config, generator, result):
 
 
 def _train_jko_block(velocity, X, h, probes, config, generator, k):
-    optimizer = torch.optim.Adam(velocity.parameters(), lr=config.learning_rate_init)
+    params = list(velocity.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate_init)
     n = X.shape[0]
     batch = min(config.batch_size, n)
     losses = []
@@ -181,16 +182,7 @@ def _train_jko_block(velocity, X, h, probes, config, generator, k):
             velocity, X[idx], h, n_steps=config.n_ode_steps, solver=config.ode_solver,
             probes=probes,
         )
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the training loss became non-finite at block {k + 1}, step {step + 1}; "
-                "lower learning_rate_init or check the data for extreme values"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(velocity.parameters(), 10.0)
-        optimizer.step()
+        value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
         losses.append(value)
         if bar is not None:
             bar.update()

@@ -318,16 +318,11 @@ def finetune_flow(result, X, X_val, config, generator):
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
         nll, kinetic, nfe = flow_nll_terms(flow, X[idx], probes=probes)
         loss = nll.mean() + config.kinetic_penalty * kinetic.mean()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the likelihood refinement loss became non-finite at step {step + 1}; "
-                "lower learning_rate_init, raise kinetic_penalty or set finetune_iter=0"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        optimizer.step()
+        value = _adam_step(
+            optimizer, params, loss,
+            f"likelihood refinement loss at step {step + 1}",
+            "lower learning_rate_init, raise kinetic_penalty or set finetune_iter=0",
+        )
         losses.append(value)
         if bar is not None:
             bar.update()
@@ -355,25 +350,13 @@ def finetune_flow(result, X, X_val, config, generator):
     return result
 
 
-class _FlowValidation:
-    """Held-out NLL of the whole flow, with twice the solver steps; remembers the best weights."""
+class _BestWeights:
+    """Remembers the weights with the lowest held-out loss seen so far."""
 
-    def __init__(self, X_val, flow, probes):
-        self.X_val = X_val[:2048]
-        self.probes = probes
+    def __init__(self):
         self.best = math.inf
         self.bad = 0
         self.best_weights = None
-
-    @torch.no_grad()
-    def nll(self, flow):
-        coarse = flow.n_steps
-        try:
-            flow.n_steps = 2 * coarse
-            value = float(-flow.log_prob(self.X_val, probes=self.probes).mean())
-        finally:
-            flow.n_steps = coarse
-        return value if math.isfinite(value) else math.inf
 
     def update(self, value, params):
         """Record a check; returns the number of checks since the last improvement."""
@@ -388,6 +371,25 @@ class _FlowValidation:
         with torch.no_grad():
             for p, w in zip(params, self.best_weights):
                 p.copy_(w)
+
+
+class _FlowValidation(_BestWeights):
+    """Held-out NLL of the whole flow, with twice the solver steps; remembers the best weights."""
+
+    def __init__(self, X_val, flow, probes):
+        super().__init__()
+        self.X_val = X_val[:2048]
+        self.probes = probes
+
+    @torch.no_grad()
+    def nll(self, flow):
+        coarse = flow.n_steps
+        try:
+            flow.n_steps = 2 * coarse
+            value = float(-flow.log_prob(self.X_val, probes=self.probes).mean())
+        finally:
+            flow.n_steps = coarse
+        return value if math.isfinite(value) else math.inf
 
 
 def _append_block(result, block, current, losses, start, config, k, kind, h):
@@ -440,7 +442,7 @@ def _validation_split(X, config, generator):
     return X[order[n_val:]], X[order[:n_val]]
 
 
-class _EarlyStopping:
+class _EarlyStopping(_BestWeights):
     """Held-out negative log-likelihood of the model "blocks so far, then N(0, I)".
 
     Every block should bring the data closer to N(0, I), so this likelihood should improve
@@ -452,12 +454,10 @@ class _EarlyStopping:
     """
 
     def __init__(self, X_val, config):
+        super().__init__()
         self.X_val = X_val[:2048]
         self.n_steps, self.solver = config.n_ode_steps, config.ode_solver
-        self.best = math.inf
-        self.bad = 0
         self.patience = config.n_iter_no_change
-        self.best_weights = None
 
     @torch.no_grad()
     def should_stop(self, velocity, weights):
@@ -468,12 +468,31 @@ class _EarlyStopping:
         nll = float((0.5 * (y**2).sum(1) - logdet).mean())
         if not math.isfinite(nll):
             nll = math.inf
-        if self.best_weights is None or nll < self.best - 1e-4 * max(1.0, abs(self.best)):
-            self.best, self.bad = nll, 0
-            self.best_weights = [w.detach().clone() for w in weights]
-        else:
-            self.bad += 1
-        return self.bad >= self.patience
+        return self.update(nll, weights) >= self.patience
+
+
+def _adam_step(optimizer, params, loss, where, advice):
+    """One clipped optimisation step on ``loss``; returns its value.
+
+    Raises :class:`NonFiniteLossError` naming ``where`` and what to try (``advice``) when
+    the loss is NaN or infinite, before the weights are touched.
+    """
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"the {where} became non-finite; {advice}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 10.0)
+    optimizer.step()
+    return value
+
+
+def _training_loss_where(k, step):
+    """``where`` and ``advice`` of :func:`_adam_step` for block-wise training."""
+    return (
+        f"training loss at block {k + 1}, step {step + 1}",
+        "lower learning_rate_init or check the data for extreme values",
+    )
 
 
 def _swap(params, values):
@@ -512,16 +531,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
         t = torch.rand(batch, generator=generator, device=X.device, dtype=X.dtype)
         xt, target = _interpolate(x0, x1, t, config.interpolant)
         loss = ((velocity(xt, t) - target) ** 2).mean()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the training loss became non-finite at block {k + 1}, step {step + 1}; "
-                "lower learning_rate_init or check the data for extreme values"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(velocity.parameters(), 10.0)
-        optimizer.step()
+        value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
         if ema is not None:
             ema_rate = min(config.ema_decay, (1.0 + step) / (10.0 + step))
             with torch.no_grad():
