@@ -167,7 +167,9 @@ def test_fitted_attributes(fitted_2d):
     assert len(est.block_stats_) == 3
     refine = est.finetune_stats_
     assert 0 < refine["n_iter"] <= 60 and refine["nfe_per_step"] == 3 * 6 * 4
-    assert refine["val_nll_after"] <= refine["val_nll_before"]
+    # the best weights start as the block-wise ones, so "after" can only tie or improve:
+    # require a real improvement
+    assert refine["val_nll_after"] < refine["val_nll_before"] - 1e-3
     assert sum(b["n_iter"] for b in est.block_stats_) == len(est.loss_curve_)
     assert est.n_iter_ == len(est.loss_curve_) + refine["n_iter"]
     assert all(0 < b["n_iter"] <= 400 for b in est.block_stats_)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._flow import Flow, FlowBlock
+from ._flow import Flow, FlowBlock, standard_normal_log_prob
 from ._ode import evaluations_per_step
 from ._velocity import VelocityMLP
 
@@ -262,7 +262,7 @@ def flow_nll_terms(flow, x, *, probes=None):
             block, x, n_steps=flow.n_steps, solver=flow.solver, probes=probes
         )
         logdet, kinetic, nfe = logdet + ld, kinetic + kin, nfe + n
-    nll = 0.5 * (x**2).sum(dim=1) + 0.5 * x.shape[1] * math.log(2 * math.pi) - logdet
+    nll = -(standard_normal_log_prob(x) + logdet)
     return nll, kinetic, nfe
 
 
@@ -305,7 +305,7 @@ def finetune_flow(result, X, X_val, config, generator):
     probes = None if config.probes is None else config.probes.to(device=X.device, dtype=X.dtype)
     n = X.shape[0]
     batch = min(config.batch_size, n)
-    monitor = None if X_val is None else _FlowValidation(X_val, flow, probes)
+    monitor = None if X_val is None else _FlowValidation(X_val, probes)
     before = None if monitor is None else monitor.nll(flow)
     if monitor is not None:
         monitor.update(before, params)
@@ -376,7 +376,7 @@ class _BestWeights:
 class _FlowValidation(_BestWeights):
     """Held-out NLL of the whole flow, with twice the solver steps; remembers the best weights."""
 
-    def __init__(self, X_val, flow, probes):
+    def __init__(self, X_val, probes):
         super().__init__()
         self.X_val = X_val[:2048]
         self.probes = probes
