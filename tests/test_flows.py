@@ -45,6 +45,37 @@ def test_analytic_divergence_equals_autograd_trace(hidden, activation):
         assert div.abs().max() > 1e-3  # the check is not vacuous
 
 
+def test_time_given_as_float_scalar_tensor_or_per_sample_agree():
+    # Python floats take a fast path for the time features; it must match the tensor path.
+    net = _net(3, (6, 5))
+    x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    for t in (0.0, 0.37, 1.0):
+        ref_v, ref_div = net.forward_with_divergence(x, torch.full((7,), t, dtype=torch.float64))
+        for same in (t, torch.tensor(t, dtype=torch.float64)):
+            v, div = net.forward_with_divergence(x, same)
+            torch.testing.assert_close(v, ref_v, rtol=0, atol=1e-13)
+            torch.testing.assert_close(div, ref_div, rtol=0, atol=1e-12)
+            torch.testing.assert_close(net(x, same), ref_v, rtol=0, atol=1e-13)
+
+
+def test_velocity_network_pickled_by_an_earlier_version_loads():
+    # Earlier versions kept the activation's derivative as a separate attribute.
+    import pickle
+
+    net = _net(2, (4, 4), "tanh")
+    state = net.__getstate__()
+    state = {k: v for k, v in state.items()
+             if k not in ("_act", "_act_and_slope", "_frequency_values")}
+    state["_dact"] = net._act_and_slope  # stands in for the old module-level function
+    old = VelocityMLP.__new__(VelocityMLP)
+    old.__dict__.update(state)
+    loaded = pickle.loads(pickle.dumps(old))
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    assert not hasattr(loaded, "_dact")
+    torch.testing.assert_close(loaded.forward_with_divergence(x, 0.3)[1],
+                               net.forward_with_divergence(x, 0.3)[1])
+
+
 def test_exact_divergence_of_linear_field_is_trace():
     A = torch.tensor([[1.0, 2.0, 0.0], [0.5, -3.0, 1.0], [0.0, 4.0, 0.25]], dtype=torch.float64)
     _, div = exact_divergence(lambda x, t: x @ A.T, torch.randn(5, 3, dtype=torch.float64), 0.0)

@@ -10,25 +10,32 @@ from torch import nn
 __all__ = ["VelocityMLP"]
 
 
-def _dsilu(a):
+def _silu_and_slope(a):
     s = torch.sigmoid(a)
-    return s * (1.0 + a * (1.0 - s))
+    h = a * s
+    return h, s + h * (1.0 - s)  # silu'(a) = s (1 + a (1 - s)), one exponential for both
 
 
-def _dtanh(a):
-    return 1.0 - torch.tanh(a) ** 2
+def _softplus_and_slope(a):
+    return torch.nn.functional.softplus(a), torch.sigmoid(a)
 
 
-# name -> (activation, its derivative); module-level functions so that networks pickle.
+def _tanh_and_slope(a):
+    h = torch.tanh(a)
+    return h, 1.0 - h * h
+
+
+# name -> (activation, activation and its derivative together); module-level functions so
+# that networks pickle. The pair is computed in one pass, sharing the transcendental.
 _ACTIVATIONS = {
-    "silu": (torch.nn.functional.silu, _dsilu),
-    "softplus": (torch.nn.functional.softplus, torch.sigmoid),
-    "tanh": (torch.tanh, _dtanh),
+    "silu": (torch.nn.functional.silu, _silu_and_slope),
+    "softplus": (torch.nn.functional.softplus, _softplus_and_slope),
+    "tanh": (torch.tanh, _tanh_and_slope),
 }
 
 
 def _activation(name: str):
-    """Return ``(f, f')`` for a smooth activation."""
+    """Return ``(f, a -> (f(a), f'(a)))`` for a smooth activation."""
     try:
         return _ACTIVATIONS[name]
     except KeyError:
@@ -79,11 +86,12 @@ class VelocityMLP(nn.Module):
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
         self.n_frequencies = int(n_frequencies)
-        self._act, self._dact = _activation(activation)
+        self._act, self._act_and_slope = _activation(activation)
         n_time = 1 + 2 * self.n_frequencies
         self.register_buffer(
             "frequencies", math.pi * torch.arange(1, self.n_frequencies + 1, dtype=torch.float32)
         )
+        self._frequency_values = tuple(self.frequencies.tolist())
         widths = (self.dim,) + self.hidden + (self.dim,)
         self.weights = nn.ParameterList()
         self.time_weights = nn.ParameterList()
@@ -101,6 +109,15 @@ class VelocityMLP(nn.Module):
             self.time_weights[-1].mul_(1e-2)
             self.biases[-1].zero_()
 
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # Activation functions are looked up by name, so models pickled by earlier
+        # versions (which stored a separate derivative function) load unchanged.
+        self._act, self._act_and_slope = _activation(self.activation)
+        self.__dict__.pop("_dact", None)
+        if "_frequency_values" not in self.__dict__:
+            self._frequency_values = tuple(self.frequencies.tolist())
+
     def time_features(self, t, batch_shape):
         """Features ``[t, sin(pi k t), cos(pi k t)]`` broadcast to ``(batch, n_time)``."""
         t = torch.as_tensor(t, dtype=self.frequencies.dtype, device=self.frequencies.device)
@@ -113,16 +130,27 @@ class VelocityMLP(nn.Module):
         return feats.expand(batch_shape, -1) if feats.shape[0] == 1 else feats
 
     def _time_biases(self, t, batch):
-        phi = self.time_features(t, 1 if torch.as_tensor(t).dim() == 0 else batch)
-        return [phi @ U.T + b for U, b in zip(self.time_weights, self.biases)]
+        if isinstance(t, (float, int)):
+            # The ODE solvers pass Python floats: build the features in one small tensor
+            # instead of a chain of tiny tensor operations (most of an evaluation's
+            # overhead at training batch sizes).
+            wt = [f * t for f in self._frequency_values]
+            phi = torch.tensor(
+                [[t] + [math.sin(w) for w in wt] + [math.cos(w) for w in wt]],
+                dtype=self.frequencies.dtype,
+                device=self.frequencies.device,
+            )
+        else:
+            phi = self.time_features(t, 1 if torch.as_tensor(t).dim() == 0 else batch)
+        return [torch.addmm(b, phi, U.T) for U, b in zip(self.time_weights, self.biases)]
 
     def forward(self, x, t):
         """Velocity at ``x`` (batch, dim) and time ``t`` (scalar or (batch,))."""
         tb = self._time_biases(t, x.shape[0])
         h = x
         for W, c in zip(self.weights[:-1], tb[:-1]):
-            h = self._act(h @ W.T + c)
-        return h @ self.weights[-1].T + tb[-1]
+            h = self._act(torch.addmm(c, h, W.T))
+        return torch.addmm(tb[-1], h, self.weights[-1].T)
 
     def forward_with_divergence(self, x, t):
         """Velocity and its exact divergence ``tr(dv/dx)`` per sample."""
@@ -130,10 +158,9 @@ class VelocityMLP(nn.Module):
         h = x
         slopes = []
         for W, c in zip(self.weights[:-1], tb[:-1]):
-            a = h @ W.T + c
-            slopes.append(self._dact(a))
-            h = self._act(a)
-        v = h @ self.weights[-1].T + tb[-1]
+            h, slope = self._act_and_slope(torch.addmm(c, h, W.T))
+            slopes.append(slope)
+        v = torch.addmm(tb[-1], h, self.weights[-1].T)
         W1, Wout = self.weights[0], self.weights[-1]
         if len(slopes) == 1:
             diag = (W1 * Wout.T).sum(dim=1)  # diag(W1 @ Wout), shape (H,)
