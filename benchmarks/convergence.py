@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import platform
 import time
@@ -196,7 +197,7 @@ def run_zuko(X, X_test, log_p_test, args, seed):
     opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(seed)
     curve, train_time, step = [], 0.0, 0
-    while train_time < args.zuko_seconds:
+    while train_time < args.zuko_seconds and counter[0] < args.zuko_max_nfe:
         start = time.perf_counter()
         idx = torch.randint(0, len(Xs), (args.batch_size,), generator=g)
         loss = -flow().log_prob(Xs[idx]).mean()
@@ -210,7 +211,11 @@ def run_zuko(X, X_test, log_p_test, args, seed):
             with torch.no_grad():
                 ll = float(flow().log_prob(Xt).mean()) + log_jac
             counter[0] = nfe_train  # evaluation is not training
-            curve.append({"step": step, "train_nfe": nfe_train, "gap": ref - ll})
+            curve.append({"step": step, "train_nfe": nfe_train, "gap": ref - ll,
+                          "time_s": train_time})
+            if args.zuko_verbose:
+                print(f"zuko CNF step {step}: train NFE {nfe_train:,}, held-out gap "
+                      f"{ref - ll:.4f}, {train_time:.0f} s", flush=True)
     return {"curve": curve, "steps": step, "time_s": train_time}
 
 
@@ -355,6 +360,11 @@ def main(argv=None):
     parser.add_argument("--zuko-seconds", type=float, default=120.0)
     parser.add_argument("--zuko-eval-every", type=int, default=10)
     parser.add_argument("--zuko-test", type=int, default=2000)
+    parser.add_argument("--zuko-max-nfe", type=float, default=float("inf"),
+                        help="also stop the CNF once its training NFE reach this budget")
+    parser.add_argument("--zuko-verbose", action="store_true",
+                        help="print the CNF's held-out gap at every evaluation")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--methods", nargs="*", default=["lfm", "jko"])
     parser.add_argument("--seed", type=int, default=0)
@@ -391,6 +401,10 @@ def main(argv=None):
                   f"{zuko['curve'][-1]['train_nfe']} NFE", flush=True)
         results[name] = {"methods": methods, "zuko": zuko}
     print(report(results, args))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1,
+                      default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     if args.plot:
         plot(results, args.plot)
 

@@ -236,11 +236,34 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"activation": "relu"}, "activation must be"),
         ({"finetune_iter": -5}, "finetune_iter must be a non-negative integer"),
         ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
+        ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
     ],
 )
 def test_bad_parameters_raise_at_fit(params, match):
     with pytest.raises(ValueError, match=match):
         FlowDensityEstimator(**{**SMALL, **params}).fit(_two_moons_like(50))
+
+
+def test_float32_inference_agrees_with_float64(fitted_2d):
+    import copy
+
+    import torch
+
+    est, X = fitted_2d
+    fast = copy.deepcopy(est).set_params(inference_dtype="float32")
+    Xt = X[:500]
+    ref, got = est.score_samples(Xt), fast.score_samples(Xt)
+    assert got.dtype == np.float64
+    assert not np.array_equal(ref, got)  # it did run in single precision
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(fast.transform(Xt), est.transform(Xt), atol=1e-4)
+    Z = est.transform(Xt)
+    np.testing.assert_allclose(fast.inverse_transform(Z), est.inverse_transform(Z), atol=1e-4)
+    np.testing.assert_allclose(fast.sample(50, random_state=1), est.sample(50, random_state=1),
+                               atol=1e-4)
+    assert fast.flow_.blocks[0].velocity.weights[0].dtype == torch.float64  # not converted
+    with pytest.raises(ValueError, match="inference_dtype must be"):
+        fast.set_params(inference_dtype="half").score_samples(Xt)
 
 
 def test_numpy_integer_parameters_are_accepted():

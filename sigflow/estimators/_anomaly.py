@@ -55,7 +55,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         See above.
     calibration_fraction : float, default=0.2
         Fraction of the training data held out for calibration (at least one sample);
-        the flow is fitted on the rest.{_FLOW_PARAMS_DOC}
+        the flow is fitted on the rest.{_FLOW_PARAMS_DOC.replace('@FINETUNE_ITER@', '300')}
 
     Attributes
     ----------
@@ -111,6 +111,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         n_iter_no_change=5,
         finetune_iter=300,
         kinetic_penalty=0.002,
+        inference_dtype="float64",
         device="auto",
         random_state=None,
         verbose=0,
@@ -135,6 +136,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             n_iter_no_change=n_iter_no_change,
             finetune_iter=finetune_iter,
             kinetic_penalty=kinetic_penalty,
+            inference_dtype=inference_dtype,
             device=device,
             random_state=random_state,
             verbose=verbose,

@@ -84,10 +84,13 @@ _FLOW_PARAMS_DOC = """
     n_iter_no_change : int, default=5
         Checks without improvement before a block (or the refinement) stops (see
         ``validation_fraction``).
-    finetune_iter : int, default=300
+    finetune_iter : int, default=@FINETUNE_ITER@
         Steps of maximum-likelihood refinement of all blocks together after block-wise
         training (0 turns it off). Each block is trained for its own local task; the
         refinement closes the remaining gap of the composed flow to the data's density.
+        ``FlowDensityEstimator`` takes 500 steps by default, ``FlowAnomalyDetector`` 300
+        (more steps sharpen the density, which helps density estimates more than the
+        ranking of outliers, and cost fit time: about 0.2 s per step on one CPU core).
         It is early-stopped on the held-out rows, judged with the ODEs solved twice as
         finely as in training, so that a field which only looks likely through the
         solver's discretisation error is not kept. It costs about
@@ -96,6 +99,11 @@ _FLOW_PARAMS_DOC = """
         Weight of the kinetic energy ``sum_k E int |v_k|^2 dt`` added to the refinement
         loss; it keeps the trajectories short and straight, so the fixed-step solver stays
         accurate.
+    inference_dtype : {"float64", "float32"}, default="float64"
+        Floating-point precision of scoring, sampling and transforms (training is always
+        float32). ``"float64"`` makes a row's score independent of the other rows of its
+        batch to about 1e-15; ``"float32"`` scores about 3 times faster on CPUs, at a
+        relative error of about 1e-6 (scores still returned as float64).
     device : str or torch.device, default="auto"
         ``"auto"`` uses CUDA when available, else the CPU. The resolved device is
         ``device_``.
@@ -151,8 +159,9 @@ class BaseFlowEstimator(BaseEstimator):
         tol=None,
         validation_fraction=0.1,
         n_iter_no_change=5,
-        finetune_iter=300,
+        finetune_iter=500,
         kinetic_penalty=0.002,
+        inference_dtype="float64",
         device="auto",
         random_state=None,
         verbose=0,
@@ -176,6 +185,7 @@ class BaseFlowEstimator(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.finetune_iter = finetune_iter
         self.kinetic_penalty = kinetic_penalty
+        self.inference_dtype = inference_dtype
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -234,6 +244,7 @@ class BaseFlowEstimator(BaseEstimator):
     def _fit_flow(self, X, rng):
         """Standardise ``X``, train the flow and set the fitted attributes."""
         config = self._training_config()
+        self._inference_dtype()  # a bad value fails before training, not after
         device = resolve_device(self.device)
         n_features = X.shape[1]
         self.location_, self.scale_ = _robust_location_scale(X)
@@ -280,37 +291,53 @@ class BaseFlowEstimator(BaseEstimator):
         """
         return self._log_likelihood(self._check_X(X))
 
-    def _standardised_tensor(self, X):
-        return torch.as_tensor(
-            (X - self.location_) / self.scale_, dtype=torch.float64, device=self.device_
-        )
+    def _inference_dtype(self):
+        dtypes = {"float64": torch.float64, "float32": torch.float32}
+        try:
+            return dtypes[self.inference_dtype]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"inference_dtype must be 'float64' or 'float32', got {self.inference_dtype!r}"
+            ) from None
+
+    def _inference_flow(self):
+        """The fitted flow in ``inference_dtype`` (``flow_`` itself stays float64)."""
+        dtype = self._inference_dtype()
+        if dtype == torch.float64:
+            return self.flow_
+        return copy.deepcopy(self.flow_).to(dtype)
+
+    def _standardised_tensor(self, X, dtype=torch.float64):
+        return torch.as_tensor((X - self.location_) / self.scale_, dtype=dtype, device=self.device_)
 
     def _log_likelihood(self, X):
         """Log-density (natural log) of validated rows ``X`` in the user's units."""
         log_jac = -np.log(self.scale_).sum()
-        Xs = self._standardised_tensor(X)
-        probes = None if self.probes_ is None else self.probes_.to(self.device_)
+        flow, dtype = self._inference_flow(), self._inference_dtype()
+        Xs = self._standardised_tensor(X, dtype)
+        probes = None if self.probes_ is None else self.probes_.to(self.device_, dtype)
         out = []
         with torch.no_grad():
             for chunk in torch.split(Xs, _SCORE_CHUNK):
-                out.append(self.flow_.log_prob(chunk, probes=probes).cpu().numpy())
-        scores = np.concatenate(out) if out else np.empty(0)
+                out.append(flow.log_prob(chunk, probes=probes).cpu().numpy())
+        scores = np.concatenate(out).astype(np.float64) if out else np.empty(0)
         return scores + log_jac
 
     def _push(self, X, inverse=False):
         """Map validated rows between data space and latent space."""
         out = []
+        flow, dtype = self._inference_flow(), self._inference_dtype()
         if inverse:
-            Z = torch.as_tensor(X, dtype=torch.float64, device=self.device_)
+            Z = torch.as_tensor(X, dtype=dtype, device=self.device_)
         else:
-            Z = self._standardised_tensor(X)
+            Z = self._standardised_tensor(X, dtype)
         with torch.no_grad():
             for chunk in torch.split(Z, _SCORE_CHUNK):
                 if inverse:
-                    out.append(self.flow_.inverse(chunk).cpu().numpy())
+                    out.append(flow.inverse(chunk).cpu().numpy())
                 else:
-                    out.append(self.flow_(chunk)[0].cpu().numpy())
-        Y = np.concatenate(out) if out else np.empty((0, self.n_features_in_))
+                    out.append(flow(chunk)[0].cpu().numpy())
+        Y = np.concatenate(out).astype(np.float64) if out else np.empty((0, self.n_features_in_))
         return Y * self.scale_ + self.location_ if inverse else Y
 
     def _sample(self, n_samples, random_state):
@@ -321,16 +348,18 @@ class BaseFlowEstimator(BaseEstimator):
         generator = torch.Generator(device=self.device_).manual_seed(
             int(rng.randint(0, np.iinfo(np.int32).max))
         )
+        flow, dtype = self._inference_flow(), self._inference_dtype()
         with torch.no_grad():
+            # Drawn in float64 whatever the precision, so that both give the same latents.
             Z = torch.randn(
                 int(n_samples),
                 self.n_features_in_,
                 generator=generator,
                 dtype=torch.float64,
                 device=self.device_,
-            )
-            X = torch.cat([self.flow_.inverse(c) for c in torch.split(Z, _SCORE_CHUNK)])
-        return X.cpu().numpy() * self.scale_ + self.location_
+            ).to(dtype)
+            X = torch.cat([flow.inverse(c) for c in torch.split(Z, _SCORE_CHUNK)])
+        return X.cpu().numpy().astype(np.float64) * self.scale_ + self.location_
 
     # ------------------------------------------------------------------ diagnostics
     def convergence_path(self, X, log_density=None, *, n_projections=128):

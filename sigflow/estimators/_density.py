@@ -23,7 +23,7 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     (:meth:`inverse_transform`).
 
     Parameters
-    ----------{_FLOW_PARAMS_DOC}
+    ----------{_FLOW_PARAMS_DOC.replace('@FINETUNE_ITER@', '500')}
 
     Attributes
     ----------
