@@ -335,6 +335,13 @@ def plot(results, path):
             nfe = [row["train_nfe"] for row in r["rows"]][1:]
             gap = np.maximum([row["kl_gap"] for row in r["rows"]][1:], 1e-4)
             ax.loglog(nfe, gap, "o-", color=colors[r["method"]], label=f"{r['method']} (per block)")
+            if "refined" in r:
+                ref = r["refined"]
+                ax.loglog([nfe[-1], ref["train_nfe"]], [gap[-1], max(ref["gap"], 1e-4)], "--",
+                          color=colors[r["method"]])
+                ax.loglog([ref["train_nfe"]], [max(ref["gap"], 1e-4)], "*",
+                          color=colors[r["method"]], markersize=12,
+                          label=f"{r['method']} + refinement ({ref['n_iter']} steps)")
         curve = res["zuko"]["curve"]
         if curve:
             ax.loglog([c["train_nfe"] for c in curve], np.maximum([c["gap"] for c in curve], 1e-4),
@@ -375,7 +382,23 @@ def main(argv=None):
              "steps and report the refined gap and NFE (the per-block picture is always of "
              "the blocks before refinement)",
     )
+    parser.add_argument(
+        "--replot", nargs="+", default=None, metavar="JSON",
+        help="only draw the plot from results saved with --json (methods and CNF curves of "
+             "several runs are merged per data set)",
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        merged = {}
+        for path in args.replot:
+            with open(path) as fh:
+                for name, res in json.load(fh).items():
+                    into = merged.setdefault(name, {"methods": [], "zuko": {"curve": []}})
+                    into["methods"] += res["methods"]
+                    if res["zuko"]["curve"]:
+                        into["zuko"] = res["zuko"]
+        plot(merged, args.plot)
+        return
     torch.set_num_threads(1)
     results = {}
     for name in args.datasets:
