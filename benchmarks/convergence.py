@@ -181,6 +181,14 @@ def refine(est, X, X_test, log_p_test, args, seed, block_nfe):
     }
 
 
+def make_data(name, args):
+    """The data set ``name``: its distribution, training sample and test sample (seeded)."""
+    make, n_train = DATASETS[name]
+    dist = make()
+    rng = np.random.default_rng(args.seed)
+    return dist, dist.sample(n_train, rng), dist.sample(args.n_test, rng)
+
+
 def run_defaults(method, X, X_test, log_p_test, seed):
     """``FlowDensityEstimator(method=method)`` exactly as a user gets it (every default,
     including its own validation split and likelihood refinement): final gap and training NFE."""
@@ -413,10 +421,7 @@ def main(argv=None):
     if args.as_estimator:
         torch.set_num_threads(1)
         for name in args.datasets:
-            make, n_train = DATASETS[name]
-            dist = make()
-            rng = np.random.default_rng(args.seed)
-            X, X_test = dist.sample(n_train, rng), dist.sample(args.n_test, rng)
+            dist, X, X_test = make_data(name, args)
             for method in args.methods:
                 r = run_defaults(method, X, X_test, dist.log_density(X_test), args.seed)
                 print(f"{name} {method} (estimator defaults): gap {r['gap']:.4f} +- "
@@ -437,10 +442,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     results = {}
     for name in args.datasets:
-        make, n_train = DATASETS[name]
-        dist = make()
-        rng = np.random.default_rng(args.seed)
-        X, X_test = dist.sample(n_train, rng), dist.sample(args.n_test, rng)
+        dist, X, X_test = make_data(name, args)
         log_p_test = dist.log_density(X_test)
         methods = []
         for method in args.methods:

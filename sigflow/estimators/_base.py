@@ -301,11 +301,11 @@ class BaseFlowEstimator(BaseEstimator):
             ) from None
 
     def _inference_flow(self):
-        """The fitted flow in ``inference_dtype`` (``flow_`` itself stays float64)."""
+        """The fitted flow in ``inference_dtype`` and that dtype (``flow_`` stays float64)."""
         dtype = self._inference_dtype()
         if dtype == torch.float64:
-            return self.flow_
-        return copy.deepcopy(self.flow_).to(dtype)
+            return self.flow_, dtype
+        return copy.deepcopy(self.flow_).to(dtype), dtype
 
     def _standardised_tensor(self, X, dtype=torch.float64):
         return torch.as_tensor((X - self.location_) / self.scale_, dtype=dtype, device=self.device_)
@@ -313,7 +313,7 @@ class BaseFlowEstimator(BaseEstimator):
     def _log_likelihood(self, X):
         """Log-density (natural log) of validated rows ``X`` in the user's units."""
         log_jac = -np.log(self.scale_).sum()
-        flow, dtype = self._inference_flow(), self._inference_dtype()
+        flow, dtype = self._inference_flow()
         Xs = self._standardised_tensor(X, dtype)
         probes = None if self.probes_ is None else self.probes_.to(self.device_, dtype)
         out = []
@@ -326,7 +326,7 @@ class BaseFlowEstimator(BaseEstimator):
     def _push(self, X, inverse=False):
         """Map validated rows between data space and latent space."""
         out = []
-        flow, dtype = self._inference_flow(), self._inference_dtype()
+        flow, dtype = self._inference_flow()
         if inverse:
             Z = torch.as_tensor(X, dtype=dtype, device=self.device_)
         else:
@@ -348,7 +348,7 @@ class BaseFlowEstimator(BaseEstimator):
         generator = torch.Generator(device=self.device_).manual_seed(
             int(rng.randint(0, np.iinfo(np.int32).max))
         )
-        flow, dtype = self._inference_flow(), self._inference_dtype()
+        flow, dtype = self._inference_flow()
         with torch.no_grad():
             # Drawn in float64 whatever the precision, so that both give the same latents.
             Z = torch.randn(
