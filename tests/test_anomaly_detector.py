@@ -75,7 +75,7 @@ def test_pvalues_of_fresh_normal_data_are_uniform(auto_detector):
     )
     assert cal_vs_fresh.pvalue > 0.01
     # a wrong calibration (data from another distribution) fails the same test
-    shifted = _normal(3000, 4) + [0.5, 0.0, 0.0]
+    shifted = _normal(3000, 4) + [1.0, 0.0, 0.0]
     assert stats.kstest(auto_detector.score_pvalues(shifted), "uniform").statistic > 3 * bound
 
 

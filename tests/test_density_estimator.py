@@ -233,10 +233,13 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"trace_estimator": "skilling"}, "trace_estimator must be one of"),
         ({"device": "tpu"}, "device must be"),
         ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+        ({"max_iter": "many"}, "max_iter must be a positive integer or 'auto'"),
         ({"activation": "relu"}, "activation must be"),
         ({"finetune_iter": -5}, "finetune_iter must be a non-negative integer"),
         ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
+        ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman'"),
+        ({"smoothing": -0.1}, "smoothing must be None, 'scott', 'silverman'"),
     ],
 )
 def test_bad_parameters_raise_at_fit(params, match):
@@ -264,6 +267,58 @@ def test_float32_inference_agrees_with_float64(fitted_2d):
     assert fast.flow_.blocks[0].velocity.weights[0].dtype == torch.float64  # not converted
     with pytest.raises(ValueError, match="inference_dtype must be"):
         fast.set_params(inference_dtype="half").score_samples(Xt)
+
+
+def test_smoothing_fits_the_data_convolved_with_the_kernel():
+    # Data smoothed with bandwidth b (in units of each feature's robust scale r_j) have
+    # per-feature variances var_j + (b r_j)^2: the fitted model's samples must show that
+    # spread, and without smoothing the data's own. The second feature is uniform, whose
+    # robust scale (IQR / 1.349) is 1.28 times its standard deviation, so noise measured in
+    # the wrong unit would show.
+    rng = np.random.default_rng(3)
+    X = np.column_stack([3.0 * rng.normal(size=3000), rng.uniform(-1.7, 1.7, size=3000)])
+    params = dict(n_blocks=2, hidden_layer_sizes=(32, 32), max_iter=300, finetune_iter=0,
+                  random_state=0)
+    plain = FlowDensityEstimator(**params).fit(X)
+    wide = FlowDensityEstimator(**params, smoothing=0.8).fit(X)
+    assert plain.smoothing_ == 0.0 and wide.smoothing_ == 0.8
+    var = X.var(axis=0)
+    np.testing.assert_allclose(plain.sample(20000, random_state=1).var(axis=0), var, rtol=0.06)
+    smoothed = var + (0.8 * wide.scale_) ** 2
+    assert smoothed[1] > 1.15 * var[1] * 1.64  # not b standard deviations
+    np.testing.assert_allclose(wide.sample(20000, random_state=1).var(axis=0), smoothed,
+                               rtol=0.06)
+    # the log-density is that of the smoothed law: along the Gaussian feature it falls like
+    # that of N(0, var + (b r)^2), not N(0, var)
+    grid = rng.normal(size=2000) * 3.0
+    marginal = wide.score_samples(np.column_stack([grid, np.zeros(2000)]))
+    plain_marginal = plain.score_samples(np.column_stack([grid, np.zeros(2000)]))
+    slope = np.polyfit(grid**2, marginal, 1)[0]
+    plain_slope = np.polyfit(grid**2, plain_marginal, 1)[0]
+    assert slope == pytest.approx(-0.5 / smoothed[0], rel=0.15)
+    assert plain_slope == pytest.approx(-0.5 / var[0], rel=0.15)
+
+
+def test_smoothing_rules_of_thumb():
+    X = _two_moons_like(400)
+    n_fit = 400  # FlowDensityEstimator fits on all rows (its held-out rows are split later)
+    for rule, expected in [
+        ("scott", n_fit ** (-1 / 6)),
+        ("silverman", (n_fit * 4 / 4) ** (-1 / 6)),
+    ]:
+        est = FlowDensityEstimator(**{**SMALL, "smoothing": rule}).fit(X)
+        assert est.smoothing_ == pytest.approx(expected)
+    det = FlowAnomalyDetector(**{**SMALL, "smoothing": "scott"}).fit(X)
+    assert det.smoothing_ == pytest.approx(320 ** (-1 / 6))  # 80 % fit, 20 % calibrate
+
+
+@pytest.mark.parametrize("method,steps", [("lfm", 1000), ("fm", 1000), ("jko", 500)])
+def test_max_iter_auto_depends_on_the_method(method, steps):
+    params = dict(n_blocks=1, hidden_layer_sizes=(4,), n_ode_steps=1, batch_size=16,
+                  validation_fraction=0.0, finetune_iter=0, random_state=0)
+    est = FlowDensityEstimator(method=method, **params).fit(_two_moons_like(40))
+    assert est.max_iter == "auto"
+    assert [b["n_iter"] for b in est.block_stats_] == [steps]
 
 
 def test_numpy_integer_parameters_are_accepted():

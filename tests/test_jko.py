@@ -15,6 +15,7 @@ from sigflow import FlowAnomalyDetector, FlowDensityEstimator
 from sigflow.flows import (
     NonFiniteLossError,
     TrainingConfig,
+    VelocityMLP,
     convergence_diagnostics,
     jko_block_loss,
     jko_block_terms,
@@ -137,7 +138,7 @@ def test_one_block_moves_gaussian_by_the_proximal_step(gaussian_fit):
     assert [s["kind"] for s in stats] == ["jko", "jko"]
     assert set(stats[0]) == {
         "block", "kind", "step_size", "n_iter", "loss", "time_s", "nfe_push", "displacement",
-        "latent_nll",
+        "latent_nll", "n_checks",
     }
 
 
@@ -227,3 +228,33 @@ def test_estimators_fit_and_score_with_jko(Estimator):
     assert rows[0]["kl_gap"] == pytest.approx(rows[0]["nll"] + true(X).mean(), rel=1e-9)
     with pytest.raises(ValueError, match="log_density"):
         est.convergence_path(X, log_density=np.zeros(3))
+
+
+def test_jko_blocks_early_stop_on_their_held_out_objective_and_keep_the_best_weights():
+    # Data that already are N(0, I): no block can improve its held-out objective for long,
+    # so training stops well before max_iter, after n_iter_no_change checks without gain,
+    # and the block keeps the weights of its best check.
+    from sigflow.flows._jko import _train_jko_block
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(1200, 2, generator=g)
+    X_val = torch.randn(300, 2, generator=g)
+    config = TrainingConfig(
+        method="jko", hidden_layer_sizes=(16, 16), max_iter=2000, batch_size=128,
+        validation_interval=10, n_iter_no_change=3, n_ode_steps=2,
+    )
+    velocity = VelocityMLP(2, (16, 16), generator=torch.Generator().manual_seed(0))
+    losses, n_checks = _train_jko_block(velocity, X, 0.5, None, config, g, 0, X_val)
+    assert len(losses) < 2000
+    assert n_checks == len(losses) // 10 + (len(losses) % 10 > 0)
+    with torch.no_grad():
+        kept = float(jko_block_loss(velocity, X_val, 0.5, n_steps=2))
+        # the identity map (a zero field) has the objective E|x|^2 / 2: nothing may be worse
+        identity = float(0.5 * (X_val**2).sum(1).mean())
+    assert kept <= identity + 0.01
+    # without held-out rows the block runs all its steps
+    velocity = VelocityMLP(2, (16, 16), generator=torch.Generator().manual_seed(0))
+    short = TrainingConfig(**{**config.__dict__, "max_iter": 40})
+    losses, n_checks = _train_jko_block(velocity, X, 0.5, None, short, g, 0)
+    assert (len(losses), n_checks) == (40, 0)

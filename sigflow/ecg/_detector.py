@@ -25,7 +25,11 @@ def make_beat_detector(**params):
     core); ``finetune_iter=0`` fits fastest, and is the better choice when
     the training beats are unlabelled and include abnormal ones (the
     refinement would learn those too; ``sigflow detect`` does so without
-    ``--normal-only``).
+    ``--normal-only``). The detector's kernel smoothing (``smoothing="scott"``
+    in ``FlowAnomalyDetector``) is left out (``smoothing=None``): these
+    defaults were chosen and measured without it, and beat features come in
+    tens of thousands of rows, where sharp peaks on repeated values are not
+    the problem they are on small tabular sets.
 
     Parameters
     ----------
@@ -55,6 +59,6 @@ def make_beat_detector(**params):
     from sigflow import FlowAnomalyDetector  # imported here: it pulls in torch
 
     defaults = {"n_blocks": 2, "hidden_layer_sizes": (32, 32), "max_iter": 300,
-                "contamination": "auto"}
+                "contamination": "auto", "smoothing": None}
     defaults.update(params)
     return Pipeline([("scale", RobustScaler()), ("detector", FlowAnomalyDetector(**defaults))])

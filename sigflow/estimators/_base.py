@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 
@@ -39,8 +40,12 @@ _FLOW_PARAMS_DOC = """
         Widths of the hidden layers of each block's velocity network.
     activation : {"silu", "softplus", "tanh"}, default="silu"
         Smooth activation of the velocity networks.
-    max_iter : int, default=1000
-        Optimisation steps (Adam) per block.
+    max_iter : int or "auto", default="auto"
+        Optimisation steps (Adam) per block. ``"auto"``: 1000 for ``"lfm"`` and ``"fm"``,
+        whose steps evaluate the velocity network once, and 500 for ``"jko"``, whose steps
+        solve the block's ODE (``4 * n_ode_steps`` network evaluations with
+        backpropagation); the likelihood refinement (``finetune_iter``) makes up the
+        difference (see ``benchmarks/RESULTS.md``, "Convergence").
     batch_size : int, default=512
         Minibatch size (capped at the number of training samples).
     learning_rate_init : float, default=2e-3
@@ -77,10 +82,11 @@ _FLOW_PARAMS_DOC = """
     validation_fraction : float, default=0.1
         Fraction of the training data held out for early stopping (0 turns it off; it is
         also off when it would hold fewer than 10 samples). Every 50 steps the held-out
-        negative log-likelihood of the model "blocks so far, then N(0, I)" is checked; a
-        block stops after ``n_iter_no_change`` checks without improvement and keeps its
-        best weights. This matters most on small data sets, where a long fit makes the
-        velocity field sharp around the training points.
+        negative log-likelihood of the model "blocks so far, then N(0, I)" (``"lfm"``,
+        ``"fm"``) or the block's own JKO objective (``"jko"``) is checked; a block stops
+        after ``n_iter_no_change`` checks without improvement and keeps its best weights.
+        This matters most on small data sets, where a long fit makes the velocity field
+        sharp around the training points.
     n_iter_no_change : int, default=5
         Checks without improvement before a block (or the refinement) stops (see
         ``validation_fraction``).
@@ -95,6 +101,23 @@ _FLOW_PARAMS_DOC = """
         finely as in training, so that a field which only looks likely through the
         solver's discretisation error is not kept. It costs about
         ``4 * n_blocks * n_ode_steps`` network evaluations with gradients per step.
+    smoothing : None, "scott", "silverman" or float, default=@SMOOTHING@
+        Gaussian smoothing of the training data: the flow is fitted to the data convolved
+        with a Gaussian kernel whose standard deviation is ``b`` times each feature's robust
+        scale (``scale_``: the interquartile range / 1.349, or the standard deviation
+        where that is zero), that is to the Gaussian kernel density estimate of the
+        training data with bandwidth ``b`` on robustly standardised features, sampled:
+        rows repeated to at least 4,096 and jittered (the held-out rows too). On skewed or
+        heavy-tailed features the robust scale keeps the kernel as narrow as the bulk of
+        the data, where a standard deviation inflated by the tail would blur it.
+        ``"scott"``:
+        ``b = n**(-1 / (d + 4))``; ``"silverman"``: ``b = (n * (d + 2) / 4)**(-1 / (d + 4))``,
+        with ``n`` the training rows and ``d`` the features; a float gives ``b``; None (or
+        0) fits the data as they are. Smoothing
+        keeps a flow from putting sharp peaks on the few or discrete values it was shown,
+        which is what ranks outliers well on small or integer-valued data; the price is a
+        density wider than the data's by ``b``, so ``score_samples`` is then the
+        log-density of the smoothed model. The resolved bandwidth is ``smoothing_``.
     kinetic_penalty : float, default=0.002
         Weight of the kinetic energy ``sum_k E int |v_k|^2 dt`` added to the refinement
         loss; it keeps the trajectories short and straight, so the fixed-step solver stays
@@ -146,7 +169,7 @@ class BaseFlowEstimator(BaseEstimator):
         n_blocks=4,
         hidden_layer_sizes=(64, 64),
         activation="silu",
-        max_iter=1000,
+        max_iter="auto",
         batch_size=512,
         learning_rate_init=2e-3,
         ode_solver="rk4",
@@ -160,6 +183,7 @@ class BaseFlowEstimator(BaseEstimator):
         validation_fraction=0.1,
         n_iter_no_change=5,
         finetune_iter=500,
+        smoothing=None,
         kinetic_penalty=0.002,
         inference_dtype="float64",
         device="auto",
@@ -184,6 +208,7 @@ class BaseFlowEstimator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.finetune_iter = finetune_iter
+        self.smoothing = smoothing
         self.kinetic_penalty = kinetic_penalty
         self.inference_dtype = inference_dtype
         self.device = device
@@ -200,7 +225,7 @@ class BaseFlowEstimator(BaseEstimator):
             n_blocks=1 if self.method == "fm" else self.n_blocks,
             hidden_layer_sizes=tuple(hidden) if isinstance(hidden, (tuple, list)) else hidden,
             activation=self.activation,
-            max_iter=self.max_iter,
+            max_iter=self._max_iter(),
             batch_size=self.batch_size,
             learning_rate_init=self.learning_rate_init,
             ode_solver=self.ode_solver,
@@ -237,6 +262,33 @@ class BaseFlowEstimator(BaseEstimator):
             raise ValueError(f"tol must be None or a positive number, got {self.tol!r}")
         return config
 
+    def _max_iter(self):
+        """``max_iter`` with ``"auto"`` resolved for the method."""
+        if isinstance(self.max_iter, str):
+            if self.max_iter != "auto":
+                raise ValueError(
+                    f"max_iter must be a positive integer or 'auto', got {self.max_iter!r}"
+                )
+            return 500 if self.method == "jko" else 1000
+        return self.max_iter
+
+    def _smoothing_bandwidth(self, n, d):
+        """The bandwidth ``smoothing`` resolves to for ``n`` training rows of ``d`` features."""
+        s = self.smoothing
+        if s is None:
+            return 0.0
+        if isinstance(s, str):
+            if s == "scott":
+                return float(n ** (-1.0 / (d + 4)))
+            if s == "silverman":
+                return float((n * (d + 2) / 4.0) ** (-1.0 / (d + 4)))
+        elif isinstance(s, numbers.Real) and not isinstance(s, bool):
+            if math.isfinite(s) and s >= 0:
+                return float(s)
+        raise ValueError(
+            f"smoothing must be None, 'scott', 'silverman' or a non-negative float, got {s!r}"
+        )
+
     def _validate_training_data(self, X):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=self._min_samples)
         return X
@@ -248,6 +300,7 @@ class BaseFlowEstimator(BaseEstimator):
         device = resolve_device(self.device)
         n_features = X.shape[1]
         self.location_, self.scale_ = _robust_location_scale(X)
+        self.smoothing_ = config.noise_scale = self._smoothing_bandwidth(*X.shape)
         trace = self.trace_estimator
         if trace == "auto":
             cheap_exact = len(config.hidden_layer_sizes) <= 2

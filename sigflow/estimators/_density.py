@@ -12,6 +12,9 @@ from ._base import _FLOW_PARAMS_DOC, BaseFlowEstimator
 __all__ = ["FlowDensityEstimator"]
 
 
+_FLOW_DOC = _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "500").replace("@SMOOTHING@", "None")
+
+
 class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseFlowEstimator):
     __doc__ = f"""Density estimation with a continuous normalizing flow.
 
@@ -23,7 +26,7 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     (:meth:`inverse_transform`).
 
     Parameters
-    ----------{_FLOW_PARAMS_DOC.replace('@FINETUNE_ITER@', '500')}
+    ----------{_FLOW_DOC}
 
     Attributes
     ----------
@@ -49,15 +52,20 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     block_stats_ : list of dict
         One dict per block: ``block``, ``kind``, ``step_size``, ``n_iter``, final ``loss``,
         ``time_s``, ``nfe_push`` (function evaluations per sample to push it through the
-        block), ``displacement`` (``E|T(x) - x|^2 / E|T(x)|^2``) and ``latent_nll`` (mean
-        negative log-likelihood of the pushed training data under ``N(0, I)``).
+        block), ``displacement`` (``E|T(x) - x|^2 / E|T(x)|^2``), ``latent_nll`` (mean
+        negative log-likelihood of the pushed training data under ``N(0, I)``) and
+        ``n_checks`` (held-out early-stopping checks made while training the block).
     finetune_stats_ : dict or None
         The likelihood refinement of all blocks together (``finetune_iter``): ``n_iter``,
         ``time_s``, ``nfe_per_step``, held-out ``val_nll_before`` / ``val_nll_after``
-        (standardised units, ODEs solved twice as finely) and its ``loss_curve``; a
+        (standardised units, ODEs solved twice as finely), ``n_checks`` (held-out
+        checks made) and its ``loss_curve``; a
         ``skipped`` reason when it did not run; None with ``finetune_iter=0``.
     n_iter_ : int
         Total optimisation steps (block training plus refinement).
+    smoothing_ : float
+        The Gaussian smoothing bandwidth the training data were convolved with, in
+        units of each feature's robust scale ``scale_`` (0.0 without ``smoothing``).
 
     See Also
     --------

@@ -16,6 +16,7 @@ from ._training import (
     finetune_flow,
     flow_nll_terms,
     ou_step_sizes,
+    smooth_rows,
     train_flow,
 )
 from ._velocity import VelocityMLP
@@ -41,6 +42,7 @@ __all__ = [
     "ou_step_sizes",
     "rademacher_probes",
     "sliced_wasserstein_to_normal",
+    "smooth_rows",
     "standard_normal_log_prob",
     "train_flow",
     "train_jko_blocks",

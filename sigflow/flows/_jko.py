@@ -16,6 +16,7 @@ divergence and the kinetic energy being integrated along the trajectory as augme
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import torch
@@ -25,8 +26,11 @@ from ._ode import integrate_fixed
 from ._training import (
     _adam_step,
     _append_block,
+    _BestWeights,
     _lr_at,
     _progress,
+    _push_all,
+    _swap,
     _training_loss_where,
     ou_step_sizes,
 )
@@ -124,7 +128,7 @@ def jko_block_loss(velocity, x, step_size, *, n_steps=4, solver="rk4", probes=No
     return (0.5 * (z**2).sum(dim=1) - logdet + kinetic / (2.0 * float(step_size))).mean()
 
 
-def train_jko_blocks(X, velocity, config, generator, result):
+def train_jko_blocks(X, velocity, config, generator, result, X_val=None):
     """Train JKO-iFlow blocks one after another and append them to ``result.flow``.
 
     Block ``k`` minimises :func:`jko_block_loss` with step ``h_k`` from
@@ -133,6 +137,12 @@ def train_jko_blocks(X, velocity, config, generator, result):
     ``config.n_ode_steps`` steps and the Hutchinson divergence with ``config.probes`` when
     given, else the exact trace. With ``config.tol`` set, no further block is added once a
     block moves the data by less than ``tol`` (``E|T(x) - x|^2 / E|T(x)|^2``).
+
+    Each block keeps an exponential moving average of its weights (``config.ema_decay``).
+    With held-out rows ``X_val`` (pushed through the blocks alongside the training data),
+    the block's own objective on up to 2,048 of them is checked every
+    ``config.validation_interval`` steps with the averaged weights; the block stops after
+    ``config.n_iter_no_change`` checks without improvement and keeps the best weights seen.
 
     Parameters
     ----------
@@ -146,6 +156,8 @@ def train_jko_blocks(X, velocity, config, generator, result):
     result : TrainingResult
         Receives the blocks (``result.flow``), the loss curve and one ``block_stats`` dict
         per block (the keys of the other methods, ``kind="jko"``).
+    X_val : torch.Tensor of shape (n_val, dim), optional
+        Held-out rows for early stopping; none when ``None``.
 
     Returns
     -------
@@ -158,21 +170,57 @@ def train_jko_blocks(X, velocity, config, generator, result):
         if k > 0:
             velocity = copy.deepcopy(velocity)
         start = time.perf_counter()
-        losses = _train_jko_block(velocity, current, h, probes, config, generator, k)
+        losses, n_checks = _train_jko_block(
+            velocity, current, h, probes, config, generator, k, X_val
+        )
         block = FlowBlock(velocity)
-        current = _append_block(result, block, current, losses, start, config, k, "jko", h)
+        current = _append_block(
+            result, block, current, losses, start, config, k, "jko", h, n_checks
+        )
         stats = result.block_stats[-1]
+        if X_val is not None:
+            X_val = _push_all(block, X_val, config)[0]
         if config.tol is not None and stats["displacement"] < config.tol:
             break
     return result
 
 
-def _train_jko_block(velocity, X, h, probes, config, generator, k):
+class _JKOValidation(_BestWeights):
+    """Held-out value of the block's own objective, :func:`jko_block_loss` at step ``h``.
+
+    The objective is ``KL(T#p || N(0, I))`` plus the transport cost, so it is the quantity the
+    block is fitted to; judged on rows it is not trained on, it stops a block once more
+    steps no longer pay (and before it sharpens around the training rows).
+    """
+
+    def __init__(self, X_val, h, probes, config):
+        super().__init__()
+        self.X_val = X_val[:2048]
+        self.h, self.probes = h, probes
+        self.n_steps, self.solver = config.n_ode_steps, config.ode_solver
+
+    @torch.no_grad()
+    def check(self, velocity, params):
+        """Record the held-out objective of ``velocity``; checks since the last improvement."""
+        value = float(
+            jko_block_loss(
+                velocity, self.X_val, self.h, n_steps=self.n_steps, solver=self.solver,
+                probes=self.probes,
+            )
+        )
+        return self.update(value if math.isfinite(value) else math.inf, params)
+
+
+def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
+    """Train one block; returns its loss curve and the number of held-out checks."""
     params = list(velocity.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate_init)
     n = X.shape[0]
     batch = min(config.batch_size, n)
     losses = []
+    ema = [p.detach().clone() for p in params] if config.ema_decay else None
+    monitor = None if X_val is None else _JKOValidation(X_val, h, probes, config)
+    n_checks = 0
     bar = _progress(config, config.max_iter, f"JKO block {k + 1}/{config.n_blocks}")
     for step in range(config.max_iter):
         for group in optimizer.param_groups:
@@ -183,11 +231,39 @@ def _train_jko_block(velocity, X, h, probes, config, generator, k):
             probes=probes,
         )
         value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
+        if ema is not None:
+            ema_rate = min(config.ema_decay, (1.0 + step) / (10.0 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - ema_rate)
         losses.append(value)
         if bar is not None:
             bar.update()
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
+        if monitor is not None and (step + 1) % config.validation_interval == 0:
+            # judge the weights that would be kept: the moving average when there is one
+            if ema is not None:
+                _swap(params, ema)
+            bad = monitor.check(velocity, params)
+            if ema is not None:
+                _swap(params, ema)
+            n_checks += 1
+            if bad >= config.n_iter_no_change:
+                break
     if bar is not None:
         bar.close()
-    return losses
+    if monitor is not None and len(losses) % config.validation_interval:
+        if ema is not None:
+            _swap(params, ema)
+        monitor.check(velocity, params)  # the last steps were not checked yet
+        if ema is not None:
+            _swap(params, ema)
+        n_checks += 1
+    final = ema
+    if monitor is not None and monitor.best_weights is not None:
+        final = monitor.best_weights
+    if final is not None:
+        with torch.no_grad():
+            for p, w in zip(params, final):
+                p.copy_(w)
+    return losses, n_checks

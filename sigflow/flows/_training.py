@@ -33,6 +33,7 @@ __all__ = [
     "NonFiniteLossError",
     "train_flow",
     "finetune_flow",
+    "smooth_rows",
     "flow_nll_terms",
     "ou_step_sizes",
 ]
@@ -52,8 +53,11 @@ class TrainingConfig:
 
     Attributes mirror the estimator parameters of the same names, except
     ``ema_decay`` (each block keeps an exponential moving average of its weights over the
-    optimisation steps; 0 turns it off) and ``free_coupling`` (``"independent"`` noise, or
-    ``"ot"``: minibatch optimal-transport pairing of data and noise in the free block).
+    optimisation steps; 0 turns it off), ``free_coupling`` (``"independent"`` noise, or
+    ``"ot"``: minibatch optimal-transport pairing of data and noise in the free block),
+    ``noise_scale`` (standard deviation of the Gaussian smoothing noise, in the units of the
+    training data: a number, or one per feature; 0 turns it off) and ``noise_rows`` (the
+    smoothed training set holds at least this many rows, see :func:`smooth_rows`).
     """
 
     method: str = "lfm"
@@ -79,6 +83,8 @@ class TrainingConfig:
     validation_interval: int = 50
     finetune_iter: int = 0
     kinetic_penalty: float = 0.0
+    noise_scale: float | torch.Tensor = 0.0
+    noise_rows: int = 4096
 
     def validate(self):
         if self.method not in METHODS:
@@ -103,6 +109,12 @@ class TrainingConfig:
         ):
             raise ValueError(
                 f"finetune_iter must be a non-negative integer, got {self.finetune_iter!r}"
+            )
+        noise = torch.as_tensor(self.noise_scale, dtype=torch.float64)
+        if noise.ndim > 1 or not bool(torch.isfinite(noise).all()) or bool((noise < 0).any()):
+            raise ValueError(
+                "noise_scale must be a non-negative number or one per feature, "
+                f"got {self.noise_scale!r}"
             )
         penalty = self.kinetic_penalty
         if not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
@@ -208,11 +220,8 @@ def train_flow(X, config, generator):
     if config.method == "jko":
         from ._jko import train_jko_blocks
 
-        if config.finetune_iter:
-            X, X_val = _validation_split(X, config, generator)
-        else:
-            X_val = None
-        train_jko_blocks(X, velocity, config, generator, result)
+        X, X_val = _smoothed_split(X, config, generator)
+        train_jko_blocks(X, velocity, config, generator, result, X_val)
         if config.finetune_iter:
             finetune_flow(result, X, X_val, config, generator)
         return result
@@ -220,7 +229,7 @@ def train_flow(X, config, generator):
     n_ou = config.n_blocks - 1 if config.method == "lfm" else 0
     steps = ou_step_sizes(n_ou, config.step_size, config.step_size_ratio)
     kinds = ["ou"] * n_ou + ["free"]
-    X, X_val = _validation_split(X, config, generator)
+    X, X_val = _smoothed_split(X, config, generator)
     X_val_data = X_val
     current = X
     for k, kind in enumerate(kinds):
@@ -228,9 +237,11 @@ def train_flow(X, config, generator):
         if k > 0:
             velocity = copy.deepcopy(velocity)
         start = time.perf_counter()
-        losses = _train_fm_block(velocity, current, h, config, generator, k, X_val)
+        losses, n_checks = _train_fm_block(velocity, current, h, config, generator, k, X_val)
         block = FlowBlock(velocity)
-        current = _append_block(result, block, current, losses, start, config, k, kind, h)
+        current = _append_block(
+            result, block, current, losses, start, config, k, kind, h, n_checks
+        )
         if X_val is not None:
             X_val = _push_all(block, X_val, config)[0]
     if config.finetune_iter:
@@ -287,7 +298,8 @@ def finetune_flow(result, X, X_val, config, generator):
     the refinement is skipped (``finetune_stats["skipped"]`` says so): unchecked, it would
     memorise a small training set. With ``validation_fraction=0`` it runs unchecked.
 
-    Sets ``result.finetune_stats`` (steps, time, NFE per step, held-out NLL before and after)
+    Sets ``result.finetune_stats`` (steps, time, NFE per step, held-out NLL before and after,
+    the number of held-out checks)
     and raises :class:`NonFiniteLossError` if the loss turns non-finite.
     """
     if X_val is None and config.validation_fraction > 0:
@@ -310,6 +322,7 @@ def finetune_flow(result, X, X_val, config, generator):
     if monitor is not None:
         monitor.update(before, params)
     losses, nfe = [], 0
+    n_checks = 0 if monitor is None else 1
     start = time.perf_counter()
     bar = _progress(config, config.finetune_iter, "refining all blocks")
     for step in range(config.finetune_iter):
@@ -329,6 +342,7 @@ def finetune_flow(result, X, X_val, config, generator):
             if step % 20 == 0:
                 bar.set_postfix(nll=f"{value:.4f}")
         if monitor is not None and (step + 1) % config.validation_interval == 0:
+            n_checks += 1
             if monitor.update(monitor.nll(flow), params) >= config.n_iter_no_change:
                 break
     if bar is not None:
@@ -337,6 +351,7 @@ def finetune_flow(result, X, X_val, config, generator):
     if monitor is not None:
         if len(losses) % config.validation_interval:
             monitor.update(monitor.nll(flow), params)  # the last steps were not checked yet
+            n_checks += 1
         monitor.restore(params)
         after = monitor.best
     result.finetune_stats = {
@@ -345,6 +360,7 @@ def finetune_flow(result, X, X_val, config, generator):
         "nfe_per_step": int(nfe),
         "val_nll_before": before,
         "val_nll_after": after,
+        "n_checks": n_checks,
         "loss_curve": losses,
     }
     return result
@@ -392,7 +408,7 @@ class _FlowValidation(_BestWeights):
         return value if math.isfinite(value) else math.inf
 
 
-def _append_block(result, block, current, losses, start, config, k, kind, h):
+def _append_block(result, block, current, losses, start, config, k, kind, h, n_checks=0):
     """Push the training data through a trained block, add the block and its statistics.
 
     Returns the pushed data; a push that produced non-finite values raises
@@ -407,12 +423,14 @@ def _append_block(result, block, current, losses, start, config, k, kind, h):
     result.flow.append(block)
     result.loss_curve.extend(losses)
     result.block_stats.append(
-        _block_stats(k, kind, h, losses, time.perf_counter() - start, nfe, current, pushed)
+        _block_stats(
+            k, kind, h, losses, time.perf_counter() - start, nfe, current, pushed, n_checks
+        )
     )
     return pushed
 
 
-def _block_stats(k, kind, h, losses, elapsed, nfe, before, after):
+def _block_stats(k, kind, h, losses, elapsed, nfe, before, after, n_checks=0):
     tail = losses[-max(1, len(losses) // 10):]
     moved = ((after - before) ** 2).sum(1).mean() / (after**2).sum(1).mean().clamp_min(1e-300)
     latent_nll = 0.5 * (after**2).sum(1).mean() + 0.5 * after.shape[1] * math.log(2 * math.pi)
@@ -426,6 +444,7 @@ def _block_stats(k, kind, h, losses, elapsed, nfe, before, after):
         "nfe_push": int(nfe),
         "displacement": float(moved),
         "latent_nll": float(latent_nll),
+        "n_checks": int(n_checks),
     }
 
 
@@ -440,6 +459,40 @@ def _validation_split(X, config, generator):
         return X, None
     order = torch.randperm(X.shape[0], generator=generator, device=X.device)
     return X[order[n_val:]], X[order[:n_val]]
+
+
+def smooth_rows(X, noise_scale, min_rows, generator):
+    """Rows of ``X`` repeated and jittered by ``N(0, diag(noise_scale)^2)``: a sample of the
+    data convolved with a Gaussian kernel (the Gaussian kernel density estimate of ``X``).
+
+    ``noise_scale`` is a number or one standard deviation per feature.
+
+    ``X`` is repeated ``ceil(min_rows / n)`` times (at least once) so that small data sets
+    give the flow a sample of their smoothed density rather than a few jittered points.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import smooth_rows
+    >>> X = torch.zeros(10, 2)
+    >>> Y = smooth_rows(X, 0.5, 100, torch.Generator().manual_seed(0))
+    >>> Y.shape
+    torch.Size([100, 2])
+    """
+    copies = max(1, math.ceil(min_rows / X.shape[0]))
+    rows = X.repeat(copies, 1)
+    noise = torch.randn(rows.shape, generator=generator, device=X.device, dtype=X.dtype)
+    return rows + torch.as_tensor(noise_scale, dtype=X.dtype, device=X.device) * noise
+
+
+def _smoothed_split(X, config, generator):
+    """The validation split, then both parts smoothed when ``config.noise_scale`` is set."""
+    X, X_val = _validation_split(X, config, generator)
+    if bool((torch.as_tensor(config.noise_scale) > 0).any()):
+        X = smooth_rows(X, config.noise_scale, config.noise_rows, generator)
+        if X_val is not None:
+            X_val = smooth_rows(X_val, config.noise_scale, 2048, generator)
+    return X, X_val
 
 
 class _EarlyStopping(_BestWeights):
@@ -516,6 +569,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
     params = list(velocity.parameters())
     ema = [p.detach().clone() for p in params] if config.ema_decay else None
     stopper = None if X_val is None else _EarlyStopping(X_val, config)
+    n_checks = 0
     for step in range(config.max_iter):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config.max_iter, config.learning_rate_init)
@@ -542,6 +596,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
             if ema is not None:
                 _swap(params, ema)
             stop = stopper.should_stop(velocity, params)
+            n_checks += 1
             if ema is not None:
                 _swap(params, ema)
             if stop:
@@ -559,7 +614,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
         with torch.no_grad():
             for p, e in zip(params, final):
                 p.copy_(e)
-    return losses
+    return losses, n_checks
 
 
 def _ot_pairing(x0, x1):
