@@ -299,6 +299,19 @@ def test_smoothing_fits_the_data_convolved_with_the_kernel():
     assert plain_slope == pytest.approx(-0.5 / var[0], rel=0.15)
 
 
+def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
+    est, X = fitted_2d
+    state = est.__getstate__()
+    for name in ("smoothing", "smoothing_", "inference_dtype"):
+        state.pop(name)
+    old = FlowDensityEstimator.__new__(FlowDensityEstimator)
+    old.__setstate__(state)
+    assert old.get_params()["smoothing"] is None and old.smoothing_ == 0.0
+    assert old.get_params()["inference_dtype"] == "float64"
+    np.testing.assert_array_equal(old.score_samples(X[:50]), est.score_samples(X[:50]))
+    clone(old)  # a loaded model works in scikit-learn's tools
+
+
 def test_smoothing_rules_of_thumb():
     X = _two_moons_like(400)
     n_fit = 400  # FlowDensityEstimator fits on all rows (its held-out rows are split later)

@@ -110,14 +110,13 @@ _FLOW_PARAMS_DOC = """
         rows repeated to at least 4,096 and jittered (the held-out rows too). On skewed or
         heavy-tailed features the robust scale keeps the kernel as narrow as the bulk of
         the data, where a standard deviation inflated by the tail would blur it.
-        ``"scott"``:
-        ``b = n**(-1 / (d + 4))``; ``"silverman"``: ``b = (n * (d + 2) / 4)**(-1 / (d + 4))``,
-        with ``n`` the training rows and ``d`` the features; a float gives ``b``; None (or
-        0) fits the data as they are. Smoothing
-        keeps a flow from putting sharp peaks on the few or discrete values it was shown,
-        which is what ranks outliers well on small or integer-valued data; the price is a
-        density wider than the data's by ``b``, so ``score_samples`` is then the
-        log-density of the smoothed model. The resolved bandwidth is ``smoothing_``.
+        ``"scott"``: ``b = n**(-1 / (d + 4))``; ``"silverman"``:
+        ``b = (n * (d + 2) / 4)**(-1 / (d + 4))``, with ``n`` the training rows and ``d``
+        the features; a float gives ``b``; None (or 0) fits the data as they are.
+        Smoothing keeps a flow from putting sharp peaks on the few or discrete values it
+        was shown, which is what ranks outliers well on small or integer-valued data; the
+        price is a density wider than the data's by ``b``, so ``score_samples`` is then
+        the log-density of the smoothed model. The resolved bandwidth is ``smoothing_``.
     kinetic_penalty : float, default=0.002
         Weight of the kinetic energy ``sum_k E int |v_k|^2 dt`` added to the refinement
         loss; it keeps the trajectories short and straight, so the fixed-step solver stays
@@ -508,6 +507,11 @@ class BaseFlowEstimator(BaseEstimator):
             state["device_"] = device = "cpu"
         if device is not None and isinstance(state.get("flow_"), Flow):
             state["flow_"] = state["flow_"].to(device)
+        # parameters added after the first models were saved: their behaviour then
+        state.setdefault("smoothing", None)
+        state.setdefault("inference_dtype", "float64")
+        if "flow_" in state:
+            state.setdefault("smoothing_", 0.0)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):
