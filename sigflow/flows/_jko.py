@@ -30,8 +30,8 @@ from ._training import (
     _lr_at,
     _progress,
     _push_all,
-    _swap,
     _training_loss_where,
+    _WeightAverage,
     ou_step_sizes,
 )
 
@@ -218,7 +218,7 @@ def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
     n = X.shape[0]
     batch = min(config.batch_size, n)
     losses = []
-    ema = [p.detach().clone() for p in params] if config.ema_decay else None
+    average = _WeightAverage(params, config.ema_decay)
     monitor = None if X_val is None else _JKOValidation(X_val, h, probes, config)
     n_checks = 0
     bar = _progress(config, config.max_iter, f"JKO block {k + 1}/{config.n_blocks}")
@@ -231,39 +231,20 @@ def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
             probes=probes,
         )
         value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
-        if ema is not None:
-            ema_rate = min(config.ema_decay, (1.0 + step) / (10.0 + step))
-            with torch.no_grad():
-                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - ema_rate)
+        average.update(step)
         losses.append(value)
         if bar is not None:
             bar.update()
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
         if monitor is not None and (step + 1) % config.validation_interval == 0:
-            # judge the weights that would be kept: the moving average when there is one
-            if ema is not None:
-                _swap(params, ema)
-            bad = monitor.check(velocity, params)
-            if ema is not None:
-                _swap(params, ema)
             n_checks += 1
-            if bad >= config.n_iter_no_change:
+            if average.judge(lambda: monitor.check(velocity, params)) >= config.n_iter_no_change:
                 break
     if bar is not None:
         bar.close()
     if monitor is not None and len(losses) % config.validation_interval:
-        if ema is not None:
-            _swap(params, ema)
-        monitor.check(velocity, params)  # the last steps were not checked yet
-        if ema is not None:
-            _swap(params, ema)
+        average.judge(lambda: monitor.check(velocity, params))  # the last steps, unchecked yet
         n_checks += 1
-    final = ema
-    if monitor is not None and monitor.best_weights is not None:
-        final = monitor.best_weights
-    if final is not None:
-        with torch.no_grad():
-            for p, w in zip(params, final):
-                p.copy_(w)
+    average.keep(monitor)
     return losses, n_checks

@@ -557,6 +557,44 @@ def _swap(params, values):
             v.copy_(tmp)
 
 
+class _WeightAverage:
+    """Exponential moving average of a block's weights (``None`` inside when ``decay`` is 0).
+
+    The average warms up (rate ``(1 + step) / (10 + step)`` until it reaches ``decay``), so
+    early steps are not dragged back to the initial weights.
+    """
+
+    def __init__(self, params, decay):
+        self.params, self.decay = params, decay
+        self.values = [p.detach().clone() for p in params] if decay else None
+
+    def update(self, step):
+        if self.values is not None:
+            rate = min(self.decay, (1.0 + step) / (10.0 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(self.values, [p.detach() for p in self.params], 1.0 - rate)
+
+    def judge(self, check):
+        """``check()`` run with the averaged weights in place: the weights that would be kept."""
+        if self.values is None:
+            return check()
+        _swap(self.params, self.values)
+        try:
+            return check()
+        finally:
+            _swap(self.params, self.values)
+
+    def keep(self, monitor):
+        """Set the weights to the best held-out ones of ``monitor``, else to the average."""
+        final = self.values
+        if monitor is not None and monitor.best_weights is not None:
+            final = monitor.best_weights
+        if final is not None:
+            with torch.no_grad():
+                for p, w in zip(self.params, final):
+                    p.copy_(w)
+
+
 def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
     """Flow matching for one block; ``h`` is the OU time (``None`` for a free block)."""
     optimizer = torch.optim.Adam(velocity.parameters(), lr=config.learning_rate_init)
@@ -567,7 +605,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
     if h is not None:
         decay, spread = math.exp(-h), math.sqrt(1.0 - math.exp(-2.0 * h))
     params = list(velocity.parameters())
-    ema = [p.detach().clone() for p in params] if config.ema_decay else None
+    average = _WeightAverage(params, config.ema_decay)
     stopper = None if X_val is None else _EarlyStopping(X_val, config)
     n_checks = 0
     for step in range(config.max_iter):
@@ -586,20 +624,11 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
         xt, target = _interpolate(x0, x1, t, config.interpolant)
         loss = ((velocity(xt, t) - target) ** 2).mean()
         value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
-        if ema is not None:
-            ema_rate = min(config.ema_decay, (1.0 + step) / (10.0 + step))
-            with torch.no_grad():
-                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - ema_rate)
+        average.update(step)
         losses.append(value)
         if stopper is not None and (step + 1) % config.validation_interval == 0:
-            # judge the weights that would be kept: the moving average when there is one
-            if ema is not None:
-                _swap(params, ema)
-            stop = stopper.should_stop(velocity, params)
             n_checks += 1
-            if ema is not None:
-                _swap(params, ema)
-            if stop:
+            if average.judge(lambda: stopper.should_stop(velocity, params)):
                 break
         if bar is not None:
             bar.update()
@@ -607,13 +636,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
                 bar.set_postfix(loss=f"{value:.4f}")
     if bar is not None:
         bar.close()
-    final = ema
-    if stopper is not None and stopper.best_weights is not None:
-        final = stopper.best_weights  # the weights with the best held-out loss
-    if final is not None:
-        with torch.no_grad():
-            for p, e in zip(params, final):
-                p.copy_(e)
+    average.keep(stopper)
     return losses, n_checks
 
 
