@@ -42,6 +42,7 @@ import torch
 from scipy.special import logsumexp
 
 from sigflow import FlowDensityEstimator
+from sigflow.flows import evaluations_per_step
 
 HERE = Path(__file__).resolve().parent
 EPSILONS = (0.1, 0.03, 0.01)
@@ -94,7 +95,7 @@ def training_nfe(est, n_train, batch_size):
     each trained block, and the held-out early-stopping checks (up to 2,048 rows each),
     all converted to evaluations on a minibatch of ``batch_size`` rows.
     """
-    evals_per_step = {"rk4": 4, "midpoint": 2, "euler": 1}[est.ode_solver] * est.n_ode_steps
+    evals_per_step = evaluations_per_step(est.ode_solver) * est.n_ode_steps
     check_rows = min(2048, int(est.validation_fraction * n_train))
     total, out = 0.0, [0.0]
     for stats in est.block_stats_:
@@ -108,7 +109,7 @@ def training_nfe(est, n_train, batch_size):
 def refinement_nfe(stats, est, n_val, batch_size):
     """Training NFE of the likelihood refinement: its steps and its held-out checks (up to
     2,048 rows through every block, with twice the solver steps)."""
-    evals_per_step = {"rk4": 4, "midpoint": 2, "euler": 1}[est.ode_solver] * est.n_ode_steps
+    evals_per_step = evaluations_per_step(est.ode_solver) * est.n_ode_steps
     per_check = 2 * evals_per_step * len(est.block_stats_) * min(2048, n_val) / batch_size
     return stats.get("n_iter", 0) * stats.get("nfe_per_step", 0) + stats.get(
         "n_checks", 0) * per_check

@@ -56,7 +56,7 @@ class TrainingConfig:
     optimisation steps; 0 turns it off), ``free_coupling`` (``"independent"`` noise, or
     ``"ot"``: minibatch optimal-transport pairing of data and noise in the free block),
     ``noise_scale`` (standard deviation of the Gaussian smoothing noise, in the units of the
-    training data: a number, or one per feature; 0 turns it off) and ``noise_rows`` (the
+    training data; 0 turns it off) and ``noise_rows`` (the
     smoothed training set holds at least this many rows, see :func:`smooth_rows`).
     """
 
@@ -83,7 +83,7 @@ class TrainingConfig:
     validation_interval: int = 50
     finetune_iter: int = 0
     kinetic_penalty: float = 0.0
-    noise_scale: float | torch.Tensor = 0.0
+    noise_scale: float = 0.0
     noise_rows: int = 4096
 
     def validate(self):
@@ -110,12 +110,9 @@ class TrainingConfig:
             raise ValueError(
                 f"finetune_iter must be a non-negative integer, got {self.finetune_iter!r}"
             )
-        noise = torch.as_tensor(self.noise_scale, dtype=torch.float64)
-        if noise.ndim > 1 or not bool(torch.isfinite(noise).all()) or bool((noise < 0).any()):
-            raise ValueError(
-                "noise_scale must be a non-negative number or one per feature, "
-                f"got {self.noise_scale!r}"
-            )
+        noise = self.noise_scale
+        if not (isinstance(noise, numbers.Real) and math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"noise_scale must be a non-negative number, got {noise!r}")
         penalty = self.kinetic_penalty
         if not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
             raise ValueError(f"kinetic_penalty must be a non-negative number, got {penalty!r}")
@@ -462,10 +459,8 @@ def _validation_split(X, config, generator):
 
 
 def smooth_rows(X, noise_scale, min_rows, generator):
-    """Rows of ``X`` repeated and jittered by ``N(0, diag(noise_scale)^2)``: a sample of the
-    data convolved with a Gaussian kernel (the Gaussian kernel density estimate of ``X``).
-
-    ``noise_scale`` is a number or one standard deviation per feature.
+    """Rows of ``X`` repeated and jittered by ``N(0, noise_scale^2 I)``: a sample of the data
+    convolved with a Gaussian kernel (the Gaussian kernel density estimate of ``X``).
 
     ``X`` is repeated ``ceil(min_rows / n)`` times (at least once) so that small data sets
     give the flow a sample of their smoothed density rather than a few jittered points.
@@ -482,13 +477,13 @@ def smooth_rows(X, noise_scale, min_rows, generator):
     copies = max(1, math.ceil(min_rows / X.shape[0]))
     rows = X.repeat(copies, 1)
     noise = torch.randn(rows.shape, generator=generator, device=X.device, dtype=X.dtype)
-    return rows + torch.as_tensor(noise_scale, dtype=X.dtype, device=X.device) * noise
+    return rows + noise_scale * noise
 
 
 def _smoothed_split(X, config, generator):
     """The validation split, then both parts smoothed when ``config.noise_scale`` is set."""
     X, X_val = _validation_split(X, config, generator)
-    if bool((torch.as_tensor(config.noise_scale) > 0).any()):
+    if config.noise_scale > 0:
         X = smooth_rows(X, config.noise_scale, config.noise_rows, generator)
         if X_val is not None:
             X_val = smooth_rows(X_val, config.noise_scale, 2048, generator)
