@@ -126,11 +126,55 @@ def test_grid_search_with_labelled_scorer_and_group_kfold():
         ({"contamination": 0.7}, "contamination must be 'auto' or a float in"),
         ({"contamination": "high"}, "contamination must be 'auto' or a float in"),
         ({"calibration_fraction": 1.0}, "calibration_fraction must be in"),
+        ({"n_score_draws": 0}, "n_score_draws must be a positive integer"),
+        ({"n_score_draws": 2.5}, "n_score_draws must be a positive integer"),
     ],
 )
 def test_bad_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         FlowAnomalyDetector(**{**QUICK, **params}).fit(_normal(50, 0))
+
+
+def test_scores_average_the_log_likelihood_over_the_kernel_offsets(auto_detector):
+    det = auto_detector
+    X = _normal(40, 3)
+    offsets = det.kernel_offsets_
+    assert det.smoothing_ > 0 and offsets.shape == (det.n_score_draws, 3)
+    half = len(offsets) // 2
+    np.testing.assert_array_equal(offsets[:half], -offsets[half:])  # antithetic pairs
+    by_hand = np.mean([det._log_likelihood(X + u) for u in offsets], axis=0)
+    np.testing.assert_allclose(det.score_samples(X), by_hand, rtol=1e-12)
+    # a sample's score does not depend on its batch
+    np.testing.assert_allclose(det.score_samples(X[7:8])[0], det.score_samples(X)[7], rtol=1e-12)
+    # calibration used the same scores as score_samples
+    assert det.offset_ == det._conformal_threshold(0.01)
+    np.testing.assert_array_equal(np.sort(det.calibration_scores_), det.calibration_scores_)
+
+
+def test_kernel_offsets_follow_the_smoothing_kernel():
+    X = _normal(400, 4)
+    det = FlowAnomalyDetector(**{**QUICK, "max_iter": 10, "n_score_draws": 801}).fit(X)
+    offsets = det.kernel_offsets_
+    np.testing.assert_array_equal(offsets[-1], 0.0)  # an odd count includes the sample itself
+    sd = offsets[:-1].std(axis=0)
+    np.testing.assert_allclose(sd, det.smoothing_ * det.scale_, rtol=0.1)
+    # one draw, or no smoothing: the plain log-likelihood
+    for params in ({"n_score_draws": 1}, {"smoothing": None}):
+        plain = FlowAnomalyDetector(**{**QUICK, "max_iter": 10, **params}).fit(X)
+        np.testing.assert_array_equal(plain.kernel_offsets_, np.zeros((1, 3)))
+        np.testing.assert_array_equal(plain.score_samples(X[:20]), plain._log_likelihood(X[:20]))
+
+
+def test_detector_pickled_before_kernel_averaged_scores_loads_with_plain_scores(auto_detector):
+    state = auto_detector.__getstate__()
+    for name in ("n_score_draws", "kernel_offsets_"):
+        state.pop(name)
+    old = FlowAnomalyDetector.__new__(FlowAnomalyDetector)
+    old.__setstate__(state)
+    assert old.get_params()["n_score_draws"] == 1
+    X = _normal(20, 5)
+    np.testing.assert_array_equal(old.score_samples(X), auto_detector._log_likelihood(X))
+    clone(old)
 
 
 def test_bad_input(auto_detector):

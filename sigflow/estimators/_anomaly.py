@@ -54,6 +54,20 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     as outliers; smoothed, it ranks outliers far better on such data (ADBench novelty
     protocol, ``benchmarks/RESULTS.md``). ``smoothing=None`` fits the data as they are.
 
+    With smoothing, :meth:`score_samples` is the flow's log-likelihood **averaged over the
+    smoothing kernel**: ``s(x) = (1/K) sum_j log q(x + u_j)``, where the ``K =
+    n_score_draws`` offsets ``u_j`` (``kernel_offsets_``) are drawn once at fit time from the
+    kernel ``N(0, diag((smoothing_ * scale_)^2))``, in antithetic pairs ``+-u``, and are the
+    same for every sample (so a score does not depend on the batch it is in). The flow was
+    fitted by minimising ``E_u[-log q(x_i + u)]`` over the training rows; scoring a new
+    sample by the same average treats it as the training rows were treated, and averages
+    out the small-scale roughness of a flow's log-density, which otherwise decides the
+    ranking of samples near the data (ADBench novelty protocol: mean AUROC and average
+    precision both higher, ``benchmarks/RESULTS.md``). It is a lower bound, by Jensen's
+    inequality, of the log-density of the flow convolved with the kernel. Scoring costs
+    ``K`` likelihood evaluations per sample; ``n_score_draws=1`` (or ``smoothing=None``)
+    scores by the plain log-likelihood ``log q(x)``.
+
     The likelihood refinement (``finetune_iter``) makes the flow fit its training data more
     closely. That is what novelty detection wants when the training data are normal; when
     they contain the anomalies too (unsupervised use), it learns those as well, and
@@ -66,14 +80,21 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         See above.
     calibration_fraction : float, default=0.2
         Fraction of the training data held out for calibration (at least one sample);
-        the flow is fitted on the rest.{_FLOW_DOC}
+        the flow is fitted on the rest.
+    n_score_draws : int, default=8
+        Number of kernel offsets the scores are averaged over when smoothing is on (see
+        above); 1 scores by the plain log-likelihood. An odd number includes the
+        offset 0.{_FLOW_DOC}
 
     Attributes
     ----------
     offset_ : float
         Threshold on :meth:`score_samples`; ``decision_function = score_samples - offset_``.
     calibration_scores_ : ndarray
-        Sorted log-likelihoods of the held-out calibration samples.
+        Sorted scores (:meth:`score_samples`) of the held-out calibration samples.
+    kernel_offsets_ : ndarray of shape (n_offsets, n_features_in_)
+        The offsets, in the user's units, whose log-likelihoods :meth:`score_samples`
+        averages; a single row of zeros without smoothing or with ``n_score_draws=1``.
     n_features_in_, device_, location_, scale_, flow_, trace_estimator_, probes_,
     loss_curve_, block_stats_, finetune_stats_, n_iter_, smoothing_ :
         As in :class:`FlowDensityEstimator`.
@@ -103,6 +124,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         *,
         contamination="auto",
         calibration_fraction=0.2,
+        n_score_draws=8,
         method="lfm",
         n_blocks=4,
         hidden_layer_sizes=(64, 64),
@@ -156,6 +178,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         )
         self.contamination = contamination
         self.calibration_fraction = calibration_fraction
+        self.n_score_draws = n_score_draws
 
     def fit(self, X, y=None):
         """Fit the flow on the training data less a held-out calibration part.
@@ -183,6 +206,9 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         frac = self.calibration_fraction
         if not (isinstance(frac, numbers.Real) and 0 < frac < 1):
             raise ValueError(f"calibration_fraction must be in (0, 1), got {frac!r}")
+        draws = self.n_score_draws
+        if not isinstance(draws, numbers.Integral) or isinstance(draws, bool) or draws < 1:
+            raise ValueError(f"n_score_draws must be a positive integer, got {draws!r}")
         X = self._validate_training_data(X)
         rng = check_random_state(self.random_state)
         n = X.shape[0]
@@ -190,16 +216,59 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         order = rng.permutation(n)
         cal, train = order[:n_cal], order[n_cal:]
         self._fit_flow(X[train], rng)
-        cal_scores = self._log_likelihood(X[cal])
+        self.kernel_offsets_ = self._kernel_offsets(int(draws), rng)
+        cal_scores = self._scores(X[cal])
         self.calibration_scores_ = np.sort(cal_scores)
         if isinstance(contamination, str):
             self.offset_ = float(self._conformal_threshold(AUTO_FALSE_ALARM_RATE))
         else:
             scores = np.empty(n)
             scores[cal] = cal_scores
-            scores[train] = self._log_likelihood(X[train])
+            scores[train] = self._scores(X[train])
             self.offset_ = float(np.percentile(scores, 100.0 * contamination))
         return self
+
+    def _kernel_offsets(self, draws, rng):
+        """``draws`` offsets from the smoothing kernel: antithetic pairs, plus 0 if odd."""
+        d = self.n_features_in_
+        if self.smoothing_ == 0 or draws == 1:
+            return np.zeros((1, d))
+        half = rng.standard_normal((draws // 2, d))
+        unit = np.concatenate([half, -half] + ([np.zeros((1, d))] if draws % 2 else []))
+        return unit * (self.smoothing_ * self.scale_)
+
+    def _scores(self, X):
+        """Kernel-averaged log-likelihood of validated rows ``X`` (see the class notes)."""
+        offsets = self.kernel_offsets_
+        total = self._log_likelihood(X + offsets[0])
+        for u in offsets[1:]:
+            total += self._log_likelihood(X + u)
+        return total / len(offsets)
+
+    def score_samples(self, X):
+        """Normality score of each sample: higher means more normal.
+
+        The log-likelihood of the fitted flow (natural log, in the user's units), averaged
+        over the smoothing kernel's offsets ``kernel_offsets_`` when smoothing is on (see
+        the class notes); with ``smoothing=None`` or ``n_score_draws=1``, the plain
+        log-likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return self._scores(self._check_X(X))
+
+    def __setstate__(self, state):
+        # Detectors saved before kernel-averaged scores were calibrated on plain ones.
+        state.setdefault("n_score_draws", 1)
+        if "flow_" in state and "kernel_offsets_" not in state:
+            state["kernel_offsets_"] = np.zeros((1, state["n_features_in_"]))
+        super().__setstate__(state)
 
     def _conformal_threshold(self, alpha):
         """Score below which a new normal sample falls with probability at most ``alpha``.
