@@ -13,8 +13,14 @@ from sklearn.preprocessing import StandardScaler
 
 from sigflow import FlowAnomalyDetector
 
+# Two kernel offsets (one antithetic pair) keep scoring cheap; the default is 8.
 QUICK = dict(
-    n_blocks=3, hidden_layer_sizes=(32, 32), max_iter=150, finetune_iter=0, random_state=0
+    n_blocks=3,
+    hidden_layer_sizes=(32, 32),
+    max_iter=150,
+    finetune_iter=0,
+    n_score_draws=2,
+    random_state=0,
 )
 
 
@@ -153,11 +159,11 @@ def test_scores_average_the_log_likelihood_over_the_kernel_offsets(auto_detector
 
 def test_kernel_offsets_follow_the_smoothing_kernel():
     X = _normal(400, 4)
-    det = FlowAnomalyDetector(**{**QUICK, "max_iter": 10, "n_score_draws": 801}).fit(X)
+    det = FlowAnomalyDetector(**{**QUICK, "max_iter": 10, "n_score_draws": 401}).fit(X)
     offsets = det.kernel_offsets_
     np.testing.assert_array_equal(offsets[-1], 0.0)  # an odd count includes the sample itself
     sd = offsets[:-1].std(axis=0)
-    np.testing.assert_allclose(sd, det.smoothing_ * det.scale_, rtol=0.1)
+    np.testing.assert_allclose(sd, det.smoothing_ * det.scale_, rtol=0.2)
     # one draw, or no smoothing: the plain log-likelihood
     for params in ({"n_score_draws": 1}, {"smoothing": None}):
         plain = FlowAnomalyDetector(**{**QUICK, "max_iter": 10, **params}).fit(X)
