@@ -24,7 +24,8 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
 
     Behaves like scikit-learn's outlier detectors (``IsolationForest``,
     ``LocalOutlierFactor(novelty=True)``): :meth:`score_samples` is higher for more
-    normal samples (here: the log-likelihood), ``decision_function = score_samples -
+    normal samples (here: the flow's log-likelihood, by default averaged over the
+    smoothing kernel, see below), ``decision_function = score_samples -
     offset_`` is negative for outliers, and :meth:`predict` returns +1 (inlier) or -1
     (outlier).
 
