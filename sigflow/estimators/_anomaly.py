@@ -241,10 +241,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     def _scores(self, X):
         """Kernel-averaged log-likelihood of validated rows ``X`` (see the class notes)."""
         offsets = self.kernel_offsets_
-        total = self._log_likelihood(X + offsets[0])
-        for u in offsets[1:]:
-            total += self._log_likelihood(X + u)
-        return total / len(offsets)
+        return self._log_likelihood(X, None if not offsets.any() else offsets)
 
     def score_samples(self, X):
         """Normality score of each sample: higher means more normal.

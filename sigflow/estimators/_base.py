@@ -362,16 +362,28 @@ class BaseFlowEstimator(BaseEstimator):
     def _standardised_tensor(self, X, dtype=torch.float64):
         return torch.as_tensor((X - self.location_) / self.scale_, dtype=dtype, device=self.device_)
 
-    def _log_likelihood(self, X):
-        """Log-density (natural log) of validated rows ``X`` in the user's units."""
+    def _log_likelihood(self, X, offsets=None):
+        """Log-density (natural log) of validated rows ``X`` in the user's units.
+
+        With ``offsets`` (rows in the user's units), the mean over the offsets ``u`` of the
+        log-density at ``X + u``.
+        """
         log_jac = -np.log(self.scale_).sum()
         flow, dtype = self._inference_flow()
         Xs = self._standardised_tensor(X, dtype)
+        if offsets is None:
+            shifts = [None]
+        else:
+            shifts = torch.as_tensor(offsets / self.scale_, dtype=dtype, device=self.device_)
         probes = None if self.probes_ is None else self.probes_.to(self.device_, dtype)
         out = []
         with torch.no_grad():
             for chunk in torch.split(Xs, _SCORE_CHUNK):
-                out.append(flow.log_prob(chunk, probes=probes).cpu().numpy())
+                total = sum(
+                    flow.log_prob(chunk if u is None else chunk + u, probes=probes)
+                    for u in shifts
+                )
+                out.append((total / len(shifts)).cpu().numpy())
         scores = np.concatenate(out).astype(np.float64) if out else np.empty(0)
         return scores + log_jac
 
