@@ -238,8 +238,8 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"finetune_iter": -5}, "finetune_iter must be a non-negative integer"),
         ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
-        ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman'"),
-        ({"smoothing": -0.1}, "smoothing must be None, 'scott', 'silverman'"),
+        ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
+        ({"smoothing": -0.1}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
     ],
 )
 def test_bad_parameters_raise_at_fit(params, match):
@@ -323,6 +323,54 @@ def test_smoothing_rules_of_thumb():
         assert est.smoothing_ == pytest.approx(expected)
     det = FlowAnomalyDetector(**{**SMALL, "smoothing": "scott"}).fit(X)
     assert det.smoothing_ == pytest.approx(320 ** (-1 / 6))  # 80 % fit, 20 % calibrate
+
+
+def test_loo_log_likelihood_matches_kernel_density_left_one_out():
+    from sklearn.neighbors import KernelDensity
+
+    from sigflow.estimators import loo_log_likelihood
+
+    Z = np.random.default_rng(4).normal(size=(25, 3)) * [1.0, 2.0, 0.5]
+    for h in (0.2, 0.7, 1.5):
+        brute = np.mean([
+            KernelDensity(bandwidth=h).fit(np.delete(Z, i, axis=0)).score_samples(Z[i:i + 1])[0]
+            for i in range(len(Z))
+        ])
+        assert loo_log_likelihood(Z, [h])[0] == pytest.approx(brute, rel=1e-12, abs=1e-12)
+
+
+def test_cv_bandwidth_maximises_the_left_out_likelihood():
+    from sigflow.estimators import cv_bandwidth, loo_log_likelihood
+    from sigflow.estimators._base import CV_BANDWIDTH_MULTIPLES as grid
+
+    rng = np.random.default_rng(5)
+    centres = rng.choice([-2.0, 0.0, 2.0], size=(600, 3))
+    clustered = centres + 0.1 * rng.normal(size=(600, 3))
+    gaussian = rng.normal(size=(600, 3))
+    for Z in (clustered, gaussian):
+        n, d = Z.shape
+        scott = n ** (-1 / (d + 4))
+        loo = loo_log_likelihood(Z, grid * scott)
+        assert cv_bandwidth(Z) == pytest.approx(grid[np.argmax(loo)] * scott)
+    # Scott's rule suits one Gaussian bump and oversmooths well separated clusters
+    assert 0.7 <= cv_bandwidth(gaussian) / 600 ** (-1 / 7) <= 1.5
+    assert cv_bandwidth(clustered) < 0.5 * cv_bandwidth(gaussian)
+    # above max_rows a fixed subset chooses the multiple, applied to Scott's rule for all n
+    sub = clustered[np.random.RandomState(0).choice(600, 200, replace=False)]
+    best = grid[np.argmax(loo_log_likelihood(sub, grid * 200 ** (-1 / 7)))]
+    assert cv_bandwidth(clustered, max_rows=200) == pytest.approx(best * 600 ** (-1 / 7))
+
+
+def test_smoothing_cv_in_both_estimators():
+    from sigflow.estimators import cv_bandwidth
+
+    X = _two_moons_like(400)
+    est = FlowDensityEstimator(**{**SMALL, "smoothing": "cv"}).fit(X)
+    assert est.smoothing_ == cv_bandwidth((X - est.location_) / est.scale_)
+    det = FlowAnomalyDetector(**{**SMALL, "smoothing": "cv", "random_state": 0}).fit(X)
+    fit_rows = X[np.random.RandomState(0).permutation(400)[80:]]  # 20 % calibrate
+    assert det.smoothing_ == cv_bandwidth((fit_rows - det.location_) / det.scale_)
+    assert det.smoothing_ != est.smoothing_
 
 
 @pytest.mark.parametrize("method,steps", [("lfm", 1000), ("fm", 1000), ("jko", 500)])

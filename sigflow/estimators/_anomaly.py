@@ -16,7 +16,7 @@ __all__ = ["FlowAnomalyDetector"]
 AUTO_FALSE_ALARM_RATE = 0.01
 
 
-_FLOW_DOC = _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "300").replace("@SMOOTHING@", '"scott"')
+_FLOW_DOC = _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "300").replace("@SMOOTHING@", '"cv"')
 
 
 class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
@@ -144,7 +144,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         validation_fraction=0.1,
         n_iter_no_change=5,
         finetune_iter=300,
-        smoothing="scott",
+        smoothing="cv",
         kinetic_penalty=0.002,
         inference_dtype="float64",
         device="auto",
