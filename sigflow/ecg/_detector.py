@@ -25,7 +25,7 @@ def make_beat_detector(**params):
     core); ``finetune_iter=0`` fits fastest, and is the better choice when
     the training beats are unlabelled and include abnormal ones (the
     refinement would learn those too; ``sigflow detect`` does so without
-    ``--normal-only``). The detector's kernel smoothing (``smoothing="scott"``
+    ``--normal-only``). The detector's kernel smoothing (``smoothing="cv"``
     in ``FlowAnomalyDetector``) is left out (``smoothing=None``): these
     defaults were chosen and measured without it, and beat features come in
     tens of thousands of rows, where sharp peaks on repeated values are not
