@@ -361,6 +361,22 @@ def test_cv_bandwidth_maximises_the_left_out_likelihood():
     assert cv_bandwidth(clustered, max_rows=200) == pytest.approx(best * 600 ** (-1 / 7))
 
 
+def test_cv_bandwidth_ignores_constant_features_and_degenerate_data():
+    from sigflow.estimators import cv_bandwidth
+
+    Z = np.random.default_rng(6).normal(size=(500, 4))
+    n = 500
+    # constant columns move Scott's rule (through d), so the candidates, but not the width
+    # the varying columns call for: the choice stays within one candidate step
+    wider = np.column_stack([Z, np.zeros(n), np.full(n, 3.0)])
+    assert abs(np.log(cv_bandwidth(wider) / cv_bandwidth(Z))) <= np.log(2) / 4 + 1e-12
+    # one distinct row: nothing to cross-validate, Scott's rule
+    assert cv_bandwidth(np.ones((20, 3))) == pytest.approx(20 ** (-1 / 7))
+    # distances out of float range: no NaN choice, Scott's rule
+    huge = np.random.default_rng(7).normal(size=(50, 2)) * 1e160
+    assert cv_bandwidth(huge) == pytest.approx(50 ** (-1 / 6))
+
+
 def test_smoothing_cv_in_both_estimators():
     from sigflow.estimators import cv_bandwidth
 
@@ -371,6 +387,8 @@ def test_smoothing_cv_in_both_estimators():
     fit_rows = X[np.random.RandomState(0).permutation(400)[80:]]  # 20 % calibrate
     assert det.smoothing_ == cv_bandwidth((fit_rows - det.location_) / det.scale_)
     assert det.smoothing_ != est.smoothing_
+    assert FlowAnomalyDetector().smoothing == "cv"  # the detector's default
+    assert FlowDensityEstimator().smoothing is None
 
 
 @pytest.mark.parametrize("method,steps", [("lfm", 1000), ("fm", 1000), ("jko", 500)])

@@ -112,13 +112,13 @@ _FLOW_PARAMS_DOC = """
         the data, where a standard deviation inflated by the tail would blur it.
         ``"scott"``: ``b = n**(-1 / (d + 4))``; ``"silverman"``:
         ``b = (n * (d + 2) / 4)**(-1 / (d + 4))``, with ``n`` the training rows and ``d``
-        the features; ``"cv"``: the ``b`` among 1/4 to 2 times Scott's (13 steps of
-        ``2**(1/4)``) that maximises the leave-one-out log-likelihood of that kernel
-        density estimate of the training rows (maximum-likelihood cross-validation, on a
-        fixed subset of at most 2,000 rows, see :func:`sigflow.estimators.cv_bandwidth`);
-        it narrows the kernel on clustered or discrete data that Scott's rule, made for
-        one Gaussian bump, oversmooths; a float gives ``b``; None (or 0) fits the data
-        as they are.
+        the features; ``"cv"``: the ``b`` among 1/4 to 2 times Scott's (13 candidates a
+        factor ``2**(1/4)`` apart) that maximises the leave-one-out log-likelihood of that
+        kernel density estimate of the training rows (maximum-likelihood cross-validation,
+        on a fixed subset of at most 2,000 rows, see
+        :func:`sigflow.estimators.cv_bandwidth`); it narrows the kernel on clustered data
+        that Scott's rule, made for one Gaussian bump, oversmooths; a float gives ``b``;
+        None (or 0) fits the data as they are.
         Smoothing keeps a flow from putting sharp peaks on the few or discrete values it
         was shown, which is what ranks outliers well on small or integer-valued data; the
         price is a density wider than the data's by ``b``, so ``score_samples`` is then
@@ -155,10 +155,16 @@ def cv_bandwidth(Z, multiples=CV_BANDWIDTH_MULTIPLES, max_rows=CV_MAX_ROWS):
     The classical maximum-likelihood cross-validation of a kernel density estimate: for each
     candidate bandwidth ``h``, the mean over the rows of the log-density that the Gaussian
     kernel density estimate of the *other* rows gives them; the best ``h`` wins. The
-    candidates are ``multiples`` of Scott's rule ``m**(-1 / (d + 4))``. Above ``max_rows``
-    rows a fixed random subset (seed 0) of ``max_rows`` rows is scored, and the winning
-    multiple is applied to Scott's rule for all ``n`` rows, so that the bandwidth shrinks
-    with ``n`` as the rule does.
+    candidates are ``multiples`` of Scott's rule ``m**(-1 / (d + 4))``, with ``m =
+    min(n, max_rows)`` the rows scored: above ``max_rows`` rows a fixed random subset
+    (seed 0) is scored, and the winning multiple is applied to Scott's rule for all ``n``
+    rows, so that the bandwidth shrinks with ``n`` as the rule does. Features that are
+    constant on the scored rows are left out of the likelihood (they would favour the
+    smallest bandwidth whatever the data); with no varying feature the result is Scott's
+    rule.
+
+    Like any likelihood cross-validation it narrows the kernel on rows that repeat exactly
+    (a repeated row is explained perfectly by its twin); the smallest multiple bounds that.
 
     Parameters
     ----------
@@ -188,8 +194,18 @@ def cv_bandwidth(Z, multiples=CV_BANDWIDTH_MULTIPLES, max_rows=CV_MAX_ROWS):
     if n > max_rows:
         Z = Z[np.random.RandomState(0).choice(n, max_rows, replace=False)]
     multiples = np.asarray(multiples, dtype=np.float64)
-    loo = loo_log_likelihood(Z, multiples * Z.shape[0] ** (-1.0 / (d + 4)))
-    return float(multiples[int(np.argmax(loo))] * n ** (-1.0 / (d + 4)))
+    # A feature that is constant on the scored rows says nothing about the width, but each
+    # adds -log h to every row's likelihood, which would favour the smallest bandwidth.
+    varying = np.ptp(Z, axis=0) > 0
+    loo = np.full(len(multiples), -np.inf)
+    if varying.any():
+        loo = loo_log_likelihood(Z[:, varying], multiples * Z.shape[0] ** (-1.0 / (d + 4)))
+        loo = np.where(np.isfinite(loo), loo, -np.inf)
+    if np.isneginf(loo).all():  # a single distinct row, or distances out of float range
+        best = int(np.argmin(np.abs(np.log(multiples))))  # Scott's rule, or the nearest
+    else:
+        best = int(np.argmax(loo))
+    return float(multiples[best] * n ** (-1.0 / (d + 4)))
 
 
 def loo_log_likelihood(Z, bandwidths):
@@ -208,15 +224,19 @@ def loo_log_likelihood(Z, bandwidths):
     """
     Z = np.asarray(Z, dtype=np.float64)
     m, d = Z.shape
-    sq = np.einsum("ij,ij->i", Z, Z)
-    dist2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T), 0.0)
-    np.fill_diagonal(dist2, np.inf)  # leave each row out of its own estimate
     out = []
-    for h in np.asarray(bandwidths, dtype=np.float64):
-        logits = -dist2 / (2.0 * h * h)
-        top = logits.max(axis=1, keepdims=True)
-        log_sum = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        out.append(log_sum.mean() - np.log(m - 1) - d * np.log(h) - 0.5 * d * np.log(2 * np.pi))
+    # Distances out of float range give nan, not a warning; cv_bandwidth then falls back.
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = np.einsum("ij,ij->i", Z, Z)
+        dist2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T), 0.0)
+        np.fill_diagonal(dist2, np.inf)  # leave each row out of its own estimate
+        for h in np.asarray(bandwidths, dtype=np.float64):
+            logits = -dist2 / (2.0 * h * h)
+            top = logits.max(axis=1, keepdims=True)
+            log_sum = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            out.append(
+                log_sum.mean() - np.log(m - 1) - d * np.log(h) - 0.5 * d * np.log(2 * np.pi)
+            )
     return np.array(out)
 
 
