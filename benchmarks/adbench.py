@@ -358,6 +358,19 @@ def report(paths, drop=()):
                 for m in methods
             }
             lines.append("| mean rank | | " + " | ".join(f"{rank[m]:.1f}" for m in methods) + " |")
+            if len(seeds) > 1:  # is the mean's order the same on every seed?
+                for s in seeds:
+                    by = {}
+                    for m in methods:
+                        v = [r[metric] for r in prot if r["seed"] == s and r["method"] == m]
+                        by[m] = np.mean(v) if v else np.nan
+                    top = np.nanmax(list(by.values()))
+                    cells = [
+                        "" if np.isnan(by[m])
+                        else f"**{by[m]:.3f}**" if by[m] == top else f"{by[m]:.3f}"
+                        for m in methods
+                    ]
+                    lines.append(f"| mean, seed {s} | | " + " | ".join(cells) + " |")
         t = {m: np.mean([r["seconds"] for r in prot if r["method"] == m]) for m in methods}
         lines.append(
             f"\nMean time per fit+score ({protocol}), s: "
