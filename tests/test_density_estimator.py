@@ -167,6 +167,7 @@ def test_fitted_attributes(fitted_2d):
     assert len(est.block_stats_) == 3
     refine = est.finetune_stats_
     assert 0 < refine["n_iter"] <= 60 and refine["nfe_per_step"] == 3 * 6 * 4
+    assert refine["learning_rate"] == est.finetune_learning_rate == 2e-3
     # the best weights start as the block-wise ones, so "after" can only tie or improve:
     # require a real improvement
     assert refine["val_nll_after"] < refine["val_nll_before"] - 1e-3
@@ -237,6 +238,7 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"activation": "relu"}, "activation must be"),
         ({"finetune_iter": -5}, "finetune_iter must be a non-negative integer"),
         ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
+        ({"finetune_learning_rate": -1e-3}, "finetune_learning_rate must be a positive number"),
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
         ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
         ({"smoothing": -0.1}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
@@ -302,12 +304,14 @@ def test_smoothing_fits_the_data_convolved_with_the_kernel():
 def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
     est, X = fitted_2d
     state = est.__getstate__()
-    for name in ("smoothing", "smoothing_", "inference_dtype"):
+    for name in ("smoothing", "smoothing_", "inference_dtype", "finetune_learning_rate"):
         state.pop(name)
     old = FlowDensityEstimator.__new__(FlowDensityEstimator)
     old.__setstate__(state)
     assert old.get_params()["smoothing"] is None and old.smoothing_ == 0.0
     assert old.get_params()["inference_dtype"] == "float64"
+    # refined then at half the block learning rate
+    assert old.get_params()["finetune_learning_rate"] == 0.5 * est.learning_rate_init
     np.testing.assert_array_equal(old.score_samples(X[:50]), est.score_samples(X[:50]))
     clone(old)  # a loaded model works in scikit-learn's tools
 

@@ -16,7 +16,11 @@ __all__ = ["FlowAnomalyDetector"]
 AUTO_FALSE_ALARM_RATE = 0.01
 
 
-_FLOW_DOC = _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "300").replace("@SMOOTHING@", '"cv"')
+_FLOW_DOC = (
+    _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "300")
+    .replace("@FINETUNE_LR@", "1e-3")
+    .replace("@SMOOTHING@", '"cv"')
+)
 
 
 class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
@@ -150,6 +154,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         validation_fraction=0.1,
         n_iter_no_change=5,
         finetune_iter=300,
+        finetune_learning_rate=1e-3,
         smoothing="cv",
         kinetic_penalty=0.002,
         inference_dtype="float64",
@@ -176,6 +181,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
             finetune_iter=finetune_iter,
+            finetune_learning_rate=finetune_learning_rate,
             smoothing=smoothing,
             kinetic_penalty=kinetic_penalty,
             inference_dtype=inference_dtype,

@@ -101,6 +101,14 @@ _FLOW_PARAMS_DOC = """
         finely as in training, so that a field which only looks likely through the
         solver's discretisation error is not kept. It costs about
         ``4 * n_blocks * n_ode_steps`` network evaluations with gradients per step.
+    finetune_learning_rate : float, default=@FINETUNE_LR@
+        Initial Adam learning rate of the refinement, decayed by a cosine schedule to 1/20
+        of it. ``FlowDensityEstimator`` takes 2e-3: on eight Gaussians and 8-dimensional
+        Gaussian mixtures it closes 10-30 % more of the gap to the true density in the same
+        steps than the 1e-3 of ``FlowAnomalyDetector`` (whose default is the one its
+        outlier benchmarks were run with). Much higher rates let the refinement profit from
+        the solver's discretisation error (the held-out likelihood with finer ODE steps
+        stops improving while the training one still does).
     smoothing : None, "scott", "silverman", "cv" or float, default=@SMOOTHING@
         Gaussian smoothing of the training data: the flow is fitted to the data convolved
         with a Gaussian kernel whose standard deviation is ``b`` times each feature's robust
@@ -285,6 +293,7 @@ class BaseFlowEstimator(BaseEstimator):
         validation_fraction=0.1,
         n_iter_no_change=5,
         finetune_iter=500,
+        finetune_learning_rate=2e-3,
         smoothing=None,
         kinetic_penalty=0.002,
         inference_dtype="float64",
@@ -310,6 +319,7 @@ class BaseFlowEstimator(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.finetune_iter = finetune_iter
+        self.finetune_learning_rate = finetune_learning_rate
         self.smoothing = smoothing
         self.kinetic_penalty = kinetic_penalty
         self.inference_dtype = inference_dtype
@@ -339,6 +349,7 @@ class BaseFlowEstimator(BaseEstimator):
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
             finetune_iter=self.finetune_iter,
+            finetune_learning_rate=self.finetune_learning_rate,
             kinetic_penalty=self.kinetic_penalty,
             verbose=self.verbose,
         )
@@ -630,6 +641,7 @@ class BaseFlowEstimator(BaseEstimator):
         # parameters added after the first models were saved: their behaviour then
         state.setdefault("smoothing", None)
         state.setdefault("inference_dtype", "float64")
+        state.setdefault("finetune_learning_rate", 0.5 * state.get("learning_rate_init", 2e-3))
         if "flow_" in state:
             state.setdefault("smoothing_", 0.0)
         super().__setstate__(state)

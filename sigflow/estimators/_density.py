@@ -12,7 +12,11 @@ from ._base import _FLOW_PARAMS_DOC, BaseFlowEstimator
 __all__ = ["FlowDensityEstimator"]
 
 
-_FLOW_DOC = _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "500").replace("@SMOOTHING@", "None")
+_FLOW_DOC = (
+    _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "500")
+    .replace("@FINETUNE_LR@", "2e-3")
+    .replace("@SMOOTHING@", "None")
+)
 
 
 class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseFlowEstimator):
@@ -57,9 +61,12 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         ``n_checks`` (held-out early-stopping checks made while training the block).
     finetune_stats_ : dict or None
         The likelihood refinement of all blocks together (``finetune_iter``): ``n_iter``,
-        ``time_s``, ``nfe_per_step``, held-out ``val_nll_before`` / ``val_nll_after``
-        (standardised units, ODEs solved twice as finely), ``n_checks`` (held-out
-        checks made) and its ``loss_curve``; a
+        ``learning_rate``, ``time_s``, ``nfe_per_step``, held-out ``val_nll_before`` /
+        ``val_nll_after`` (standardised units, ODEs solved twice as finely),
+        ``solver_gap`` (held-out NLL with the ``n_ode_steps`` solver minus ``val_nll_after``;
+        negative when that solver flatters the likelihood, and a
+        ``sigflow.flows.SolverAccuracyWarning`` is raised beyond 0.05 nats), ``n_checks``
+        (held-out checks made) and its ``loss_curve``; a
         ``skipped`` reason when it did not run; None with ``finetune_iter=0``.
     n_iter_ : int
         Total optimisation steps (block training plus refinement).

@@ -11,6 +11,7 @@ from ._jko import jko_block_loss, jko_block_terms, train_jko_blocks
 from ._ode import FIXED_STEP_SOLVERS, evaluations_per_step, integrate_adaptive, integrate_fixed
 from ._training import (
     NonFiniteLossError,
+    SolverAccuracyWarning,
     TrainingConfig,
     TrainingResult,
     finetune_flow,
@@ -28,6 +29,7 @@ __all__ = [
     "Flow",
     "FlowBlock",
     "NonFiniteLossError",
+    "SolverAccuracyWarning",
     "TrainingConfig",
     "TrainingResult",
     "VelocityMLP",
