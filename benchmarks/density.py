@@ -169,15 +169,20 @@ def fit_sigflow(X, method, seed):
     return score, {"blocks": len(est.block_stats_), "steps": est.n_iter_}
 
 
-def fine_ode_gap(est, Xt, log_p, n=1000, n_steps=16):
-    """The gap with ``n_steps`` RK4 steps per block on ``n`` test points: is the default solver
-    accurate, or does its discretisation error move the reported gap?"""
+def score_with_steps(est, X, n_steps):
+    """``est.score_samples(X)`` with ``n_steps`` solver steps per block instead of its own."""
     default = est.flow_.n_steps
     try:
         est.flow_.n_steps = n_steps
-        fine = est.score_samples(Xt[:n])
+        return est.score_samples(X)
     finally:
         est.flow_.n_steps = default
+
+
+def fine_ode_gap(est, Xt, log_p, n=1000, n_steps=16):
+    """The gap with ``n_steps`` RK4 steps per block on ``n`` test points: is the default solver
+    accurate, or does its discretisation error move the reported gap?"""
+    fine = score_with_steps(est, Xt[:n], n_steps)
     coarse = est.score_samples(Xt[:n])
     return float(np.mean(log_p[:n] - fine)), float(np.mean(log_p[:n] - coarse))
 
@@ -258,14 +263,19 @@ def fit_zuko(X, kind, budget_s, seed, batch_size=512, lr=1e-3):
 # --------------------------------------------------------------------------- running
 
 
-def run_dataset(name, args):
+def draw_data(name, args):
+    """The distribution, training set, test set and the test set's true log-density."""
     make, n_train = DATASETS[name]
     dist = make()
     if args.quick:
         n_train = min(n_train, 3000)
     X = dist.sample(n_train, np.random.default_rng(args.seed))
     Xt = dist.sample(args.n_test, np.random.default_rng(args.seed + 1000))
-    log_p = dist.log_prob(Xt)
+    return dist, X, Xt, dist.log_prob(Xt)
+
+
+def run_dataset(name, args):
+    dist, X, Xt, log_p = draw_data(name, args)
     rows = []
 
     def record(model, fit, extra_budget=None):
@@ -295,7 +305,7 @@ def run_dataset(name, args):
         )
         return row
 
-    print(f"{name}: d={dist.dim}, {n_train} train, {len(Xt)} test", flush=True)
+    print(f"{name}: d={dist.dim}, {len(X)} train, {len(Xt)} test", flush=True)
     models = args.models
     budget = 30.0
     if "sigflow-lfm" in models:

@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 import torch
-from density import DATASETS, Standardised, machine
+from density import DATASETS, Standardised, draw_data, machine, score_with_steps
 from torch import nn
 
 from sigflow import FlowDensityEstimator
@@ -96,29 +96,13 @@ def torchcfm_log_prob(net, Zt, eval_steps, chunk=4096):
     return np.concatenate(out)
 
 
-def sigflow_log_prob(est, Xt, eval_steps):
-    """The estimator's exact log-density with ``eval_steps`` RK4 steps per block."""
-    default = est.flow_.n_steps
-    try:
-        est.flow_.n_steps = eval_steps
-        return est.score_samples(Xt)
-    finally:
-        est.flow_.n_steps = default
-
-
 def n_params(module):
     return sum(p.numel() for p in module.parameters())
 
 
 def run_dataset(name, args):
-    make, n_train = DATASETS[name]
-    dist = make()
-    if args.quick:
-        n_train = min(n_train, 3000)
-    X = dist.sample(n_train, np.random.default_rng(args.seed))
-    Xt = dist.sample(args.n_test, np.random.default_rng(args.seed + 1000))
-    log_p = dist.log_prob(Xt)
-    print(f"{name}: d={dist.dim}, {n_train} train, {len(Xt)} test, {args.steps} steps, "
+    dist, X, Xt, log_p = draw_data(name, args)
+    print(f"{name}: d={dist.dim}, {len(X)} train, {len(Xt)} test, {args.steps} steps, "
           f"batch {args.batch_size}", flush=True)
     rows = []
 
@@ -152,7 +136,7 @@ def run_dataset(name, args):
         est.fit(X)
         fit = {"fit_s": time.perf_counter() - t0, "fit_cpu": time.process_time() - c0,
                "steps": est.n_iter_}
-        log_q = sigflow_log_prob(est, Xt, args.eval_steps)
+        log_q = score_with_steps(est, Xt, args.eval_steps)
         default_gap = float(np.mean(log_p - est.score_samples(Xt)))
         record(f"sigflow {method}", fit, log_q,
                {"params": n_params(est.flow_.blocks[0]) * len(est.flow_.blocks),
