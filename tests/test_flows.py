@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -322,14 +323,14 @@ def test_bad_refinement_configuration_is_rejected(field, value, match):
 def test_finetune_learning_rate_reaches_the_optimiser():
     X = _ring(1500, 4)
     params = dict(n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=60, validation_fraction=0.0)
-    blocks = train_flow(X, TrainingConfig(**params), torch.Generator().manual_seed(0)).flow
+    trained = train_flow(X, TrainingConfig(**params), torch.Generator().manual_seed(0))
+    blocks = trained.flow
 
-    def refined(rate):
+    def refined(rate):  # the same block-wise flow, refined at ``rate``
         cfg = TrainingConfig(**params, finetune_iter=40, finetune_learning_rate=rate)
-        result = train_flow(X, cfg, torch.Generator().manual_seed(0))
+        result = finetune_flow(copy.deepcopy(trained), X, None, cfg, torch.Generator())
         return result.flow, result.finetune_stats
 
-    # the block-wise training is the same in every fit; only the refinement differs
     frozen, frozen_stats = refined(1e-12)
     moved, moved_stats = refined(None)
     assert frozen_stats["learning_rate"] == 1e-12
@@ -344,11 +345,12 @@ def _refined(solver, n_steps, rate):
     X, X_val = _ring(2000, 5), _ring(500, 6)
     cfg = TrainingConfig(
         n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=200, ode_solver=solver,
-        n_ode_steps=n_steps, validation_fraction=0.0, finetune_iter=100,
-        finetune_learning_rate=rate, validation_interval=25,
+        n_ode_steps=n_steps, validation_fraction=0.0, finetune_learning_rate=rate,
+        validation_interval=25,
     )
     gen = torch.Generator().manual_seed(0)
-    result = train_flow(X, cfg, gen)
+    result = train_flow(X, cfg, gen)  # blocks only (finetune_iter=0)
+    cfg.finetune_iter = 100
     return finetune_flow(result, X, X_val, cfg, gen), X_val
 
 

@@ -130,18 +130,10 @@ class TrainingConfig:
         penalty = self.kinetic_penalty
         if not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
             raise ValueError(f"kinetic_penalty must be a non-negative number, got {penalty!r}")
-        if self.finetune_learning_rate is not None:
-            rate = self.finetune_learning_rate
-            if not (
-                isinstance(rate, numbers.Real)
-                and not isinstance(rate, bool)
-                and math.isfinite(rate)
-                and rate > 0
-            ):
-                raise ValueError(
-                    f"finetune_learning_rate must be a positive number, got {rate!r}"
-                )
-        for name in ("learning_rate_init", "step_size", "step_size_ratio"):
+        rates = ("learning_rate_init", "step_size", "step_size_ratio")
+        if self.finetune_learning_rate is not None:  # None: half of learning_rate_init
+            rates += ("finetune_learning_rate",)
+        for name in rates:
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
