@@ -21,6 +21,7 @@ from sigflow.flows import (
     flow_nll_terms,
     hutchinson_divergence,
     integrate_fixed,
+    integrate_fixed_with_error,
     ou_step_sizes,
     rademacher_probes,
     train_flow,
@@ -117,6 +118,56 @@ def test_fixed_step_solvers_converge_at_their_order(method, order):
         errors.append(abs(float(y) - exact))
         assert nfe == n * {"euler": 1, "midpoint": 2, "rk4": 4}[method]
     assert math.log2(errors[0] / errors[1]) == pytest.approx(order, abs=0.35)
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_integrate_fixed_with_error_compares_the_quadrature_rules(method):
+    # state: (y, q) with dy/dt = y cos t (state-dependent) and dq/dt = t**2 (a quadrature)
+    def func(t, s):
+        return s[0] * math.cos(t), torch.full_like(s[1], t * t)
+
+    start = (torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
+    n = 5
+    plain, nfe = integrate_fixed(func, start, 0.0, 1.0, n, method)
+    state, nfe_e, error = integrate_fixed_with_error(func, start, 0.0, 1.0, n, method, index=1)
+    assert nfe_e == nfe
+    for a, b in zip(plain, state):
+        assert torch.equal(a, b)  # the same steps, bit for bit
+    h = 1.0 / n
+    ts = [i * h for i in range(n)]
+    if method == "rk4":  # Simpson minus trapezoid: h/3 (2 f(t + h/2) - f(t) - f(t + h))
+        expected = sum((h / 3 * (2 * (t + h / 2) ** 2 - t**2 - (t + h) ** 2)) ** 2 for t in ts)
+        assert expected == pytest.approx(n * (h**3 / 6) ** 2, rel=1e-12)
+    else:  # one or two evaluations per step: no estimate of the curvature
+        expected = 0.0
+    torch.testing.assert_close(error, torch.full((3,), expected, dtype=torch.float64))
+
+
+def test_flow_solver_error_equals_the_stagewise_quadratures():
+    g = torch.Generator().manual_seed(3)
+    flow = Flow([FlowBlock(_net(2, (8, 8), seed=k, gain=0.3)) for k in range(2)], n_steps=3)
+    x = torch.randn(40, 2, dtype=torch.float64, generator=g)
+    nll, kinetic, nfe = flow_nll_terms(flow, x)
+    nll_e, kinetic_e, error, nfe_e = flow_nll_terms(flow, x, solver_error=True)
+    assert torch.equal(nll, nll_e) and torch.equal(kinetic, kinetic_e) and nfe == nfe_e
+    # brute force: run the RK4 stages by hand, compare Simpson's and the trapezoid rule
+    expected = torch.zeros(40, dtype=torch.float64)
+    z, h = x, 1.0 / 3
+    for block in flow.blocks:
+        net = block.velocity
+        for i in range(3):
+            t = i * h
+            v1, d1 = net.forward_with_divergence(z, t)
+            v2, d2 = net.forward_with_divergence(z + h / 2 * v1, t + h / 2)
+            v3, d3 = net.forward_with_divergence(z + h / 2 * v2, t + h / 2)
+            v4, d4 = net.forward_with_divergence(z + h * v3, t + h)
+            z = z + h / 6 * (v1 + 2 * v2 + 2 * v3 + v4)
+            simpson = h / 6 * (d1 + 2 * d2 + 2 * d3 + d4)
+            expected = expected + (simpson - h / 2 * (d1 + d4)) ** 2
+    torch.testing.assert_close(error, expected, rtol=1e-10, atol=1e-14)
+    assert float(error.detach().min()) > 0  # a curved field: the indicator is not trivially zero
+    error.sum().backward()  # differentiable in the weights
+    assert all(p.grad is not None for p in flow.parameters())
 
 
 def test_block_logdet_equals_brute_force_log_abs_det_jacobian():
@@ -310,6 +361,8 @@ def test_finetune_is_skipped_when_no_rows_can_be_held_out():
         ("finetune_iter", 2.5, "finetune_iter must be a non-negative integer"),
         ("kinetic_penalty", -0.1, "kinetic_penalty must be a non-negative number"),
         ("kinetic_penalty", float("nan"), "kinetic_penalty must be a non-negative number"),
+        ("solver_penalty", -1.0, "solver_penalty must be a non-negative number"),
+        ("solver_penalty", float("inf"), "solver_penalty must be a non-negative number"),
         ("finetune_learning_rate", 0.0, "finetune_learning_rate must be a positive number"),
         ("finetune_learning_rate", float("inf"), "finetune_learning_rate must be a positive"),
         ("finetune_learning_rate", "fast", "finetune_learning_rate must be a positive number"),
@@ -341,7 +394,7 @@ def test_finetune_learning_rate_reaches_the_optimiser():
         assert (moved.log_prob(X[:200]) - ref).abs().max() > 1e-3
 
 
-def _refined(solver, n_steps, rate):
+def _refined(solver, n_steps, rate, solver_penalty=0.0):
     X, X_val = _ring(2000, 5), _ring(500, 6)
     cfg = TrainingConfig(
         n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=200, ode_solver=solver,
@@ -351,6 +404,7 @@ def _refined(solver, n_steps, rate):
     gen = torch.Generator().manual_seed(0)
     result = train_flow(X, cfg, gen)  # blocks only (finetune_iter=0)
     cfg.finetune_iter = 100
+    cfg.solver_penalty = solver_penalty
     return finetune_flow(result, X, X_val, cfg, gen), X_val
 
 
@@ -375,6 +429,23 @@ def test_finetune_warns_when_its_solver_misstates_the_density():
     with pytest.warns(SolverAccuracyWarning, match="raise n_ode_steps"):
         result, _ = _refined("euler", 1, 1e-3)
     assert abs(result.finetune_stats["solver_gap"]) > 0.05
+
+
+def test_solver_penalty_keeps_the_refinement_from_exploiting_the_solver():
+    # one RK4 step per block: unpenalised, the refinement curves the fields until the coarse
+    # solver flatters the likelihood; the penalty on the solver's error indicator keeps the
+    # coarse and the fine likelihood together, without a worse fine likelihood
+    with pytest.warns(SolverAccuracyWarning):
+        free, _ = _refined("rk4", 1, 3e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SolverAccuracyWarning)
+        kept, _ = _refined("rk4", 1, 3e-3, solver_penalty=10.0)
+    free, kept = free.finetune_stats, kept.finetune_stats
+    assert abs(free["solver_gap"]) > 0.1
+    assert abs(kept["solver_gap"]) < 0.05
+    assert kept["val_nll_after"] < free["val_nll_after"] + 0.01  # judged with 2 steps
+    assert kept["val_nll_after"] < kept["val_nll_before"] - 0.1  # it still refines
+    assert (kept["solver_penalty"], free["solver_penalty"]) == (10.0, 0.0)
 
 
 def test_finetune_shorter_than_a_validation_interval_keeps_its_progress():

@@ -8,7 +8,13 @@ from ._diagnostics import convergence_diagnostics, sliced_wasserstein_to_normal
 from ._divergence import exact_divergence, hutchinson_divergence, rademacher_probes
 from ._flow import Flow, FlowBlock, standard_normal_log_prob
 from ._jko import jko_block_loss, jko_block_terms, train_jko_blocks
-from ._ode import FIXED_STEP_SOLVERS, evaluations_per_step, integrate_adaptive, integrate_fixed
+from ._ode import (
+    FIXED_STEP_SOLVERS,
+    evaluations_per_step,
+    integrate_adaptive,
+    integrate_fixed,
+    integrate_fixed_with_error,
+)
 from ._training import (
     NonFiniteLossError,
     SolverAccuracyWarning,
@@ -39,6 +45,7 @@ __all__ = [
     "hutchinson_divergence",
     "integrate_adaptive",
     "integrate_fixed",
+    "integrate_fixed_with_error",
     "jko_block_loss",
     "jko_block_terms",
     "ou_step_sizes",

@@ -22,7 +22,7 @@ import time
 import torch
 
 from ._flow import FlowBlock
-from ._ode import integrate_fixed
+from ._ode import integrate_fixed, integrate_fixed_with_error
 from ._training import (
     _adam_step,
     _append_block,
@@ -38,7 +38,7 @@ from ._training import (
 __all__ = ["jko_block_loss", "jko_block_terms", "train_jko_blocks"]
 
 
-def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None):
+def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None, solver_error=False):
     """Per-sample terms of the JKO block objective along ``dx/dt = v(x, t)``, ``t`` in [0, 1].
 
     Integrates the augmented state ``(x, int div v dt, int |v|^2 dt)`` with a fixed-step
@@ -57,6 +57,8 @@ def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None):
     solver : {"rk4", "midpoint", "euler"}, default="rk4"
     probes : torch.Tensor of shape (n_probes, dim), optional
         Hutchinson probes; exact divergence when ``None``.
+    solver_error : bool, default=False
+        Also return the solver's error indicator for the log-determinant (see below).
 
     Returns
     -------
@@ -66,6 +68,10 @@ def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None):
         ``int_0^1 div v(x(t), t) dt``.
     kinetic : torch.Tensor of shape (batch,)
         ``int_0^1 |v(x(t), t)|^2 dt``.
+    error : torch.Tensor of shape (batch,)
+        Only with ``solver_error=True``: the sum over the steps of the squared difference
+        between the solver's quadrature of the divergence and a lower-order one on the same
+        evaluations (:func:`~sigflow.flows.integrate_fixed_with_error`), differentiable.
     nfe : int
         Function evaluations of ``velocity``.
 
@@ -85,6 +91,11 @@ def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None):
         return v, div, (v**2).sum(dim=1)
 
     zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if solver_error:
+        (z, logdet, kinetic), nfe, error = integrate_fixed_with_error(
+            func, (x, zeros, zeros), 0.0, 1.0, n_steps, solver, index=1
+        )
+        return z, logdet, kinetic, error, nfe
     (z, logdet, kinetic), nfe = integrate_fixed(func, (x, zeros, zeros), 0.0, 1.0, n_steps, solver)
     return z, logdet, kinetic, nfe
 

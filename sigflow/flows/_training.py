@@ -97,6 +97,7 @@ class TrainingConfig:
     finetune_iter: int = 0
     finetune_learning_rate: float | None = None
     kinetic_penalty: float = 0.0
+    solver_penalty: float = 0.0
     noise_scale: float = 0.0
     noise_rows: int = 4096
 
@@ -127,9 +128,10 @@ class TrainingConfig:
         noise = self.noise_scale
         if not (isinstance(noise, numbers.Real) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise_scale must be a non-negative number, got {noise!r}")
-        penalty = self.kinetic_penalty
-        if not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
-            raise ValueError(f"kinetic_penalty must be a non-negative number, got {penalty!r}")
+        for name in ("kinetic_penalty", "solver_penalty"):
+            penalty = getattr(self, name)
+            if not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {penalty!r}")
         rates = ("learning_rate_init", "step_size", "step_size_ratio")
         if self.finetune_learning_rate is not None:  # None: half of learning_rate_init
             rates += ("finetune_learning_rate",)
@@ -263,7 +265,7 @@ def train_flow(X, config, generator):
     return result
 
 
-def flow_nll_terms(flow, x, *, probes=None):
+def flow_nll_terms(flow, x, *, probes=None, solver_error=False):
     """Negative log-likelihood and kinetic energy of each row of ``x``, differentiably.
 
     Runs ``x`` through every block of ``flow`` with its fixed-step solver, integrating the
@@ -275,19 +277,27 @@ def flow_nll_terms(flow, x, *, probes=None):
         ``-log p(x)`` under the flow.
     kinetic : torch.Tensor of shape (batch,)
         ``sum_k int_0^1 |v_k(x(t), t)|^2 dt``.
+    error : torch.Tensor of shape (batch,)
+        Only with ``solver_error=True``: the solver's error indicator for the
+        log-determinant, summed over the blocks (see :func:`jko_block_terms`).
     nfe : int
         Function evaluations.
     """
     from ._jko import jko_block_terms
 
-    logdet = kinetic = 0.0
+    logdet = kinetic = error = 0.0
     nfe = 0
     for block in flow.blocks:
-        x, ld, kin, n = jko_block_terms(
-            block, x, n_steps=flow.n_steps, solver=flow.solver, probes=probes
+        x, ld, kin, *err, n = jko_block_terms(
+            block, x, n_steps=flow.n_steps, solver=flow.solver, probes=probes,
+            solver_error=solver_error,
         )
         logdet, kinetic, nfe = logdet + ld, kinetic + kin, nfe + n
+        if solver_error:
+            error = error + err[0]
     nll = -(standard_normal_log_prob(x) + logdet)
+    if solver_error:
+        return nll, kinetic, error, nfe
     return nll, kinetic, nfe
 
 
@@ -296,10 +306,23 @@ def finetune_flow(result, X, X_val, config, generator):
 
     Block-wise training makes every block good at its own, local task; the composed flow
     still leaves a gap to the data's density that the blocks cannot see one at a time.
-    This stage minimises ``E[-log p(x)] + kinetic_penalty * E[sum_k int |v_k|^2 dt]``
+    This stage minimises
+
+        ``E[-log p(x)] + solver_penalty * E[e(x)] + kinetic_penalty * E[sum_k int |v_k|^2 dt]``
+
     over all blocks at once (Adam, ``config.finetune_iter`` steps, learning rate
     ``config.finetune_learning_rate``, or ``learning_rate_init / 2`` when that is None,
     decayed by a cosine schedule), through the same fixed-step solver that scores the data.
+    ``e(x)`` is the solver's error indicator for the log-determinant along the path of
+    ``x``: per step, the squared difference between the solver's quadrature of the
+    divergence and a lower-order rule on the same evaluations (RK4: Simpson against the
+    trapezoid rule; see :func:`~sigflow.flows.integrate_fixed_with_error`). It costs no
+    extra evaluation. Maximum likelihood through a fixed-step solver otherwise learns to
+    curve the fields until the solver's error flatters the likelihood (the computed density
+    then integrates to more than one); the penalty keeps the integrand smooth along the
+    paths, so the likelihood the refinement improves is the flow's own. The indicator
+    needs RK4's four evaluations per step; with ``"midpoint"`` or ``"euler"`` the penalty
+    has no effect.
 
     With held-out rows ``X_val``, their likelihood is checked every ``validation_interval``
     steps with the ODEs solved **twice as finely** as in training, and the weights with the
@@ -350,12 +373,20 @@ def finetune_flow(result, X, X_val, config, generator):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config.finetune_iter, lr0)
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
-        nll, kinetic, nfe = flow_nll_terms(flow, X[idx], probes=probes)
-        loss = nll.mean() + config.kinetic_penalty * kinetic.mean()
+        if config.solver_penalty:
+            nll, kinetic, error, nfe = flow_nll_terms(
+                flow, X[idx], probes=probes, solver_error=True
+            )
+            loss = nll.mean() + config.solver_penalty * error.mean()
+        else:
+            nll, kinetic, nfe = flow_nll_terms(flow, X[idx], probes=probes)
+            loss = nll.mean()
+        if config.kinetic_penalty:
+            loss = loss + config.kinetic_penalty * kinetic.mean()
         value = _adam_step(
             optimizer, params, loss,
             f"likelihood refinement loss at step {step + 1}",
-            "lower learning_rate_init, raise kinetic_penalty or set finetune_iter=0",
+            "lower finetune_learning_rate, raise kinetic_penalty or set finetune_iter=0",
         )
         losses.append(value)
         if bar is not None:
@@ -388,6 +419,7 @@ def finetune_flow(result, X, X_val, config, generator):
     result.finetune_stats = {
         "n_iter": len(losses),
         "learning_rate": float(lr0),
+        "solver_penalty": float(config.solver_penalty),
         "time_s": float(time.perf_counter() - start),
         "nfe_per_step": int(nfe),
         "val_nll_before": before,
