@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
 import pickle
+import re
 
 import joblib
 import numpy as np
@@ -167,7 +170,9 @@ def test_fitted_attributes(fitted_2d):
     assert len(est.block_stats_) == 3
     refine = est.finetune_stats_
     assert 0 < refine["n_iter"] <= 60 and refine["nfe_per_step"] == 3 * 6 * 4
-    assert refine["learning_rate"] == est.finetune_learning_rate == 2e-3
+    assert refine["learning_rate"] == est.finetune_learning_rate == 5e-3
+    assert refine["solver_penalty"] == est.solver_penalty == 10.0
+    assert est.kinetic_penalty == 0.0
     # the best weights start as the block-wise ones, so "after" can only tie or improve:
     # require a real improvement
     assert refine["val_nll_after"] < refine["val_nll_before"] - 1e-3
@@ -238,6 +243,7 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"activation": "relu"}, "activation must be"),
         ({"finetune_iter": -5}, "finetune_iter must be a non-negative integer"),
         ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
+        ({"solver_penalty": float("nan")}, "solver_penalty must be a non-negative number"),
         ({"finetune_learning_rate": -1e-3}, "finetune_learning_rate must be a positive number"),
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
         ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
@@ -304,7 +310,9 @@ def test_smoothing_fits_the_data_convolved_with_the_kernel():
 def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
     est, X = fitted_2d
     state = est.__getstate__()
-    for name in ("smoothing", "smoothing_", "inference_dtype", "finetune_learning_rate"):
+    for name in (
+        "smoothing", "smoothing_", "inference_dtype", "finetune_learning_rate", "solver_penalty"
+    ):
         state.pop(name)
     old = FlowDensityEstimator.__new__(FlowDensityEstimator)
     old.__setstate__(state)
@@ -312,6 +320,7 @@ def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
     assert old.get_params()["inference_dtype"] == "float64"
     # refined then at half the block learning rate
     assert old.get_params()["finetune_learning_rate"] == 0.5 * est.learning_rate_init
+    assert old.get_params()["solver_penalty"] == 0.0  # and without the solver penalty
     np.testing.assert_array_equal(old.score_samples(X[:50]), est.score_samples(X[:50]))
     clone(old)  # a loaded model works in scikit-learn's tools
 
@@ -445,3 +454,19 @@ def test_cuda_fit_matches_cpu_and_pickles_to_cpu():
     cpu = FlowDensityEstimator(**{**QUICK, "device": "cpu"}).fit(X)
     # different RNG streams, same model quality
     assert abs(cpu.score(X) - gpu.score(X)) < 0.1
+
+
+@pytest.mark.parametrize("cls", [FlowDensityEstimator, FlowAnomalyDetector])
+def test_documented_defaults_are_the_real_ones(cls):
+    # the two estimators share one parameter text with per-estimator defaults filled in
+    signature = inspect.signature(cls.__init__)
+    for name, param in signature.parameters.items():
+        if name == "self":
+            continue
+        found = re.search(rf"^\s+{name} : .*default=(.+)$", cls.__doc__, re.MULTILINE)
+        assert found, f"{cls.__name__}.{name} has no documented default"
+        assert ast.literal_eval(found.group(1).strip()) == param.default, name
+    if cls is FlowAnomalyDetector:  # the refinement its benchmarks were measured with
+        assert (signature.parameters["finetune_learning_rate"].default,
+                signature.parameters["kinetic_penalty"].default,
+                signature.parameters["solver_penalty"].default) == (1e-3, 0.002, 0.0)

@@ -20,6 +20,8 @@ _FLOW_DOC = (
     _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "300")
     .replace("@FINETUNE_LR@", "1e-3")
     .replace("@SMOOTHING@", '"cv"')
+    .replace("@KINETIC@", "0.002")
+    .replace("@SOLVER_PENALTY@", "0.0")
 )
 
 
@@ -157,6 +159,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         finetune_learning_rate=1e-3,
         smoothing="cv",
         kinetic_penalty=0.002,
+        solver_penalty=0.0,
         inference_dtype="float64",
         device="auto",
         random_state=None,
@@ -184,6 +187,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             finetune_learning_rate=finetune_learning_rate,
             smoothing=smoothing,
             kinetic_penalty=kinetic_penalty,
+            solver_penalty=solver_penalty,
             inference_dtype=inference_dtype,
             device=device,
             random_state=random_state,

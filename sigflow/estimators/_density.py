@@ -14,8 +14,10 @@ __all__ = ["FlowDensityEstimator"]
 
 _FLOW_DOC = (
     _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "500")
-    .replace("@FINETUNE_LR@", "2e-3")
+    .replace("@FINETUNE_LR@", "5e-3")
     .replace("@SMOOTHING@", "None")
+    .replace("@KINETIC@", "0.0")
+    .replace("@SOLVER_PENALTY@", "10.0")
 )
 
 
