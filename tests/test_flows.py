@@ -362,6 +362,8 @@ def test_finetune_is_skipped_when_no_rows_can_be_held_out():
         ("kinetic_penalty", -0.1, "kinetic_penalty must be a non-negative number"),
         ("kinetic_penalty", float("nan"), "kinetic_penalty must be a non-negative number"),
         ("solver_penalty", -1.0, "solver_penalty must be a non-negative number"),
+        ("finetune_warmup", 1.0, "finetune_warmup must be in"),
+        ("finetune_warmup", -0.1, "finetune_warmup must be in"),
         ("solver_penalty", float("inf"), "solver_penalty must be a non-negative number"),
         ("finetune_learning_rate", 0.0, "finetune_learning_rate must be a positive number"),
         ("finetune_learning_rate", float("inf"), "finetune_learning_rate must be a positive"),
@@ -446,6 +448,24 @@ def test_solver_penalty_keeps_the_refinement_from_exploiting_the_solver():
     assert kept["val_nll_after"] < free["val_nll_after"] + 0.01  # judged with 2 steps
     assert kept["val_nll_after"] < kept["val_nll_before"] - 0.1  # it still refines
     assert (kept["solver_penalty"], free["solver_penalty"]) == (10.0, 0.0)
+
+
+def test_refinement_learning_rate_warms_up_then_decays():
+    from sigflow.flows._training import _lr_at
+
+    rates = [_lr_at(step, 100, 1.0, warmup=10) for step in range(100)]
+    cosine = [_lr_at(step, 100, 1.0) for step in range(100)]
+    # linear rise to the cosine schedule over the first 10 steps, then the schedule itself
+    assert rates[:10] == pytest.approx([(k + 1) / 10 * cosine[k] for k in range(10)])
+    assert rates[10:] == cosine[10:]
+    assert cosine[0] == 1.0 and cosine[-1] == pytest.approx(0.05, abs=1e-3)
+    X = _ring(1500, 4)
+    cfg = TrainingConfig(
+        n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=60, finetune_iter=40,
+        finetune_warmup=0.25, validation_interval=50,
+    )
+    stats = train_flow(X, cfg, torch.Generator().manual_seed(0)).finetune_stats
+    assert stats["warmup_steps"] == 10
 
 
 def test_finetune_shorter_than_a_validation_interval_keeps_its_progress():

@@ -70,7 +70,9 @@ class TrainingConfig:
     ``noise_scale`` (standard deviation of the Gaussian smoothing noise, in the units of the
     training data; 0 turns it off) and ``noise_rows`` (the
     smoothed training set holds at least this many rows, see :func:`smooth_rows`).
-    ``finetune_learning_rate=None`` refines at ``learning_rate_init / 2``.
+    ``finetune_learning_rate=None`` refines at ``learning_rate_init / 2``;
+    ``finetune_warmup`` is the fraction of the refinement's steps over which its learning
+    rate rises linearly to ``finetune_learning_rate`` (0: none).
     """
 
     method: str = "lfm"
@@ -96,6 +98,7 @@ class TrainingConfig:
     validation_interval: int = 50
     finetune_iter: int = 0
     finetune_learning_rate: float | None = None
+    finetune_warmup: float = 0.0
     kinetic_penalty: float = 0.0
     solver_penalty: float = 0.0
     noise_scale: float = 0.0
@@ -125,6 +128,9 @@ class TrainingConfig:
             raise ValueError(
                 f"finetune_iter must be a non-negative integer, got {self.finetune_iter!r}"
             )
+        warmup = self.finetune_warmup
+        if not (isinstance(warmup, numbers.Real) and 0 <= warmup < 1):
+            raise ValueError(f"finetune_warmup must be in [0, 1), got {warmup!r}")
         noise = self.noise_scale
         if not (isinstance(noise, numbers.Real) and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise_scale must be a non-negative number, got {noise!r}")
@@ -173,9 +179,13 @@ def _interpolate(x0, x1, t, interpolant):
     return c * x0 + s * x1, 0.5 * math.pi * (c * x1 - s * x0)
 
 
-def _lr_at(step, max_iter, lr):
-    """Cosine decay from ``lr`` to ``lr / 20`` over the block's steps."""
-    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max_iter)))
+def _lr_at(step, max_iter, lr, warmup=0):
+    """Cosine decay from ``lr`` to ``lr / 20`` over the block's steps, after a linear rise
+    over the first ``warmup`` steps."""
+    rate = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max_iter)))
+    if step < warmup:
+        rate *= (step + 1) / warmup
+    return rate
 
 
 @torch.no_grad()
@@ -312,7 +322,8 @@ def finetune_flow(result, X, X_val, config, generator):
 
     over all blocks at once (Adam, ``config.finetune_iter`` steps, learning rate
     ``config.finetune_learning_rate``, or ``learning_rate_init / 2`` when that is None,
-    decayed by a cosine schedule), through the same fixed-step solver that scores the data.
+    decayed by a cosine schedule after a linear rise over the first ``finetune_warmup`` of
+    the steps), through the same fixed-step solver that scores the data.
     ``e(x)`` is the solver's error indicator for the log-determinant along the path of
     ``x``: per step, the squared difference between the solver's quadrature of the
     divergence and a lower-order rule on the same evaluations (RK4: Simpson against the
@@ -358,6 +369,7 @@ def finetune_flow(result, X, X_val, config, generator):
     if lr0 is None:
         lr0 = 0.5 * config.learning_rate_init
     optimizer = torch.optim.Adam(params, lr=lr0)
+    warmup = int(config.finetune_warmup * config.finetune_iter)
     probes = None if config.probes is None else config.probes.to(device=X.device, dtype=X.dtype)
     n = X.shape[0]
     batch = min(config.batch_size, n)
@@ -371,7 +383,7 @@ def finetune_flow(result, X, X_val, config, generator):
     bar = _progress(config, config.finetune_iter, "refining all blocks")
     for step in range(config.finetune_iter):
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config.finetune_iter, lr0)
+            group["lr"] = _lr_at(step, config.finetune_iter, lr0, warmup)
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
         if config.solver_penalty:
             nll, kinetic, error, nfe = flow_nll_terms(
@@ -412,7 +424,8 @@ def finetune_flow(result, X, X_val, config, generator):
                 f"after the likelihood refinement the held-out log-likelihood with "
                 f"n_ode_steps={flow.n_steps} differs from the one with twice the steps by "
                 f"{-solver_gap:+.3f} nats per sample, so scores misstate the flow's density "
-                "by about that much; raise n_ode_steps or lower finetune_learning_rate",
+                "by about that much; raise n_ode_steps or solver_penalty, or lower "
+                "finetune_learning_rate",
                 SolverAccuracyWarning,
                 stacklevel=2,
             )
@@ -420,6 +433,7 @@ def finetune_flow(result, X, X_val, config, generator):
         "n_iter": len(losses),
         "learning_rate": float(lr0),
         "solver_penalty": float(config.solver_penalty),
+        "warmup_steps": warmup,
         "time_s": float(time.perf_counter() - start),
         "nfe_per_step": int(nfe),
         "val_nll_before": before,
