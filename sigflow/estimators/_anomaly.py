@@ -9,19 +9,16 @@ from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _FLOW_PARAMS_DOC, BaseFlowEstimator
+from ._base import BaseFlowEstimator, _flow_params_doc
 
 __all__ = ["FlowAnomalyDetector"]
 
 AUTO_FALSE_ALARM_RATE = 0.01
 
 
-_FLOW_DOC = (
-    _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "300")
-    .replace("@FINETUNE_LR@", "1e-3")
-    .replace("@SMOOTHING@", '"cv"')
-    .replace("@KINETIC@", "0.002")
-    .replace("@SOLVER_PENALTY@", "0.0")
+_FLOW_DOC = _flow_params_doc(
+    finetune_iter="300", finetune_lr="1e-3", smoothing='"cv"', kinetic="0.002",
+    solver_penalty="0.0",
 )
 
 

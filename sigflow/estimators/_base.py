@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import re
 import warnings
 
 import numpy as np
@@ -163,6 +164,18 @@ _FLOW_PARAMS_DOC = """
         int is given). The same value gives identical scores.
     verbose : int, default=0
         Show a progress bar per block when positive."""
+
+
+def _flow_params_doc(**defaults):
+    """The shared parameter text with one estimator's defaults in its ``@NAME@`` slots."""
+    text = _FLOW_PARAMS_DOC
+    for name, value in defaults.items():
+        text = text.replace(f"@{name.upper()}@", value)
+    unfilled = re.findall("@[A-Z_]+@", text)
+    if unfilled:
+        raise ValueError(f"defaults missing from the parameter text: {unfilled}")
+    return text
+
 
 
 # Bandwidths tried by ``smoothing="cv"``: multiples 2**(k/4) of Scott's, from 1/4 to 2 times it.

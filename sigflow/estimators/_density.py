@@ -7,17 +7,14 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import _FLOW_PARAMS_DOC, BaseFlowEstimator
+from ._base import BaseFlowEstimator, _flow_params_doc
 
 __all__ = ["FlowDensityEstimator"]
 
 
-_FLOW_DOC = (
-    _FLOW_PARAMS_DOC.replace("@FINETUNE_ITER@", "500")
-    .replace("@FINETUNE_LR@", "5e-3")
-    .replace("@SMOOTHING@", "None")
-    .replace("@KINETIC@", "0.0")
-    .replace("@SOLVER_PENALTY@", "10.0")
+_FLOW_DOC = _flow_params_doc(
+    finetune_iter="500", finetune_lr="5e-3", smoothing="None", kinetic="0.0",
+    solver_penalty="10.0",
 )
 
 
