@@ -177,7 +177,6 @@ def _flow_params_doc(**defaults):
     return text
 
 
-
 # Bandwidths tried by ``smoothing="cv"``: multiples 2**(k/4) of Scott's, from 1/4 to 2 times it.
 CV_BANDWIDTH_MULTIPLES = 2.0 ** (np.arange(-8, 5) / 4.0)
 # ``smoothing="cv"`` scores the leave-one-out likelihood on at most this many rows.
