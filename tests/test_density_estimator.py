@@ -246,6 +246,8 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"kinetic_penalty": -1.0}, "kinetic_penalty must be a non-negative number"),
         ({"solver_penalty": float("nan")}, "solver_penalty must be a non-negative number"),
         ({"finetune_learning_rate": -1e-3}, "finetune_learning_rate must be a positive number"),
+        ({"finetune_warmup": 1.0}, r"finetune_warmup must be in \[0, 1\)"),
+        ({"finetune_warmup": -0.1}, r"finetune_warmup must be in \[0, 1\)"),
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
         ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
         ({"smoothing": -0.1}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
@@ -312,7 +314,8 @@ def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
     est, X = fitted_2d
     state = est.__getstate__()
     for name in (
-        "smoothing", "smoothing_", "inference_dtype", "finetune_learning_rate", "solver_penalty"
+        "smoothing", "smoothing_", "inference_dtype", "finetune_learning_rate", "solver_penalty",
+        "finetune_warmup",
     ):
         state.pop(name)
     old = FlowDensityEstimator.__new__(FlowDensityEstimator)
@@ -322,8 +325,35 @@ def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
     # refined then at half the block learning rate
     assert old.get_params()["finetune_learning_rate"] == 0.5 * est.learning_rate_init
     assert old.get_params()["solver_penalty"] == 0.0  # and without the solver penalty
+    assert old.get_params()["finetune_warmup"] == 0.0  # nor a warm-up
     np.testing.assert_array_equal(old.score_samples(X[:50]), est.score_samples(X[:50]))
     clone(old)  # a loaded model works in scikit-learn's tools
+
+
+@pytest.mark.parametrize("cls,warmup", [(FlowDensityEstimator, 0.1), (FlowAnomalyDetector, 0.0)])
+def test_model_pickled_with_the_solver_penalty_keeps_its_warmup(cls, warmup):
+    # Between the solver penalty and the public parameter, the warm-up was fixed per class:
+    # 10 % for the density estimator, none for the detector.
+    est = cls(**{**SMALL, "finetune_warmup": 0.3}).fit(_two_moons_like(200))
+    state = est.__getstate__()
+    state.pop("finetune_warmup")
+    old = cls.__new__(cls)
+    old.__setstate__(state)
+    assert old.get_params()["finetune_warmup"] == warmup
+    assert clone(old).finetune_warmup == warmup
+
+
+def test_finetune_warmup_sets_the_rising_steps():
+    X = _two_moons_like(300)
+    params = {**SMALL, "finetune_iter": 20, "validation_fraction": 0.2}
+    none = FlowDensityEstimator(**params, finetune_warmup=0.0).fit(X)
+    half = FlowDensityEstimator(**params, finetune_warmup=0.5).fit(X)
+    assert none.finetune_stats_["warmup_steps"] == 0
+    assert half.finetune_stats_["warmup_steps"] == 10
+    # same block-wise flow, different refinement: the rate really reached the optimiser
+    assert none.loss_curve_ == half.loss_curve_
+    first = none.finetune_stats_["loss_curve"][1], half.finetune_stats_["loss_curve"][1]
+    assert first[0] != first[1]
 
 
 def test_smoothing_rules_of_thumb():

@@ -17,8 +17,8 @@ AUTO_FALSE_ALARM_RATE = 0.01
 
 
 _FLOW_DOC = _flow_params_doc(
-    finetune_iter="300", finetune_lr="1e-3", smoothing='"cv"', kinetic="0.002",
-    solver_penalty="0.0",
+    finetune_iter="300", finetune_lr="1e-3", finetune_warmup="0.0", smoothing='"cv"',
+    kinetic="0.002", solver_penalty="0.0",
 )
 
 
@@ -128,7 +128,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     """
 
     _min_samples = 3
-    _finetune_warmup = 0.0  # the refinement its benchmarks were run with
+    _legacy_finetune_warmup = (0.0, 0.0)  # the detector never had a warm-up
 
     def __init__(
         self,
@@ -155,6 +155,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         n_iter_no_change=5,
         finetune_iter=300,
         finetune_learning_rate=1e-3,
+        finetune_warmup=0.0,
         smoothing="cv",
         kinetic_penalty=0.002,
         solver_penalty=0.0,
@@ -183,6 +184,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             n_iter_no_change=n_iter_no_change,
             finetune_iter=finetune_iter,
             finetune_learning_rate=finetune_learning_rate,
+            finetune_warmup=finetune_warmup,
             smoothing=smoothing,
             kinetic_penalty=kinetic_penalty,
             solver_penalty=solver_penalty,

@@ -104,12 +104,21 @@ _FLOW_PARAMS_DOC = """
         ``finetune_stats_["solver_gap"]``. It costs about
         ``4 * n_blocks * n_ode_steps`` network evaluations with gradients per step.
     finetune_learning_rate : float, default=@FINETUNE_LR@
-        Initial Adam learning rate of the refinement, decayed by a cosine schedule to 1/20
+        Peak Adam learning rate of the refinement, decayed by a cosine schedule to 1/20
         of it. ``FlowDensityEstimator`` takes 5e-3, reached by a linear rise over the first
-        10 % of the steps, which its ``solver_penalty`` makes safe: without the penalty,
-        rates above about 2e-3 let the refinement profit from the solver's discretisation
-        error (the scores then no longer integrate to one). ``FlowAnomalyDetector`` takes
-        1e-3 from the first step, as its outlier benchmarks were run.
+        10 % of the steps (``finetune_warmup``), which its ``solver_penalty`` makes safe:
+        without the penalty, rates above about 2e-3 let the refinement profit from the
+        solver's discretisation error (the scores then no longer integrate to one).
+        ``FlowAnomalyDetector`` takes 1e-3 from the first step, as its outlier benchmarks
+        were run.
+    finetune_warmup : float in [0, 1), default=@FINETUNE_WARMUP@
+        Fraction of the refinement's steps over which its learning rate rises linearly to
+        ``finetune_learning_rate`` (0: the full rate from the first step). A high rate
+        from the first step can undo the block-wise flow before the refinement settles:
+        on JKO-iFlow blocks at 5e-3 every held-out check got worse and the refinement
+        stopped early, while rising over 10 % of the steps it ran to the end
+        (``benchmarks/RESULTS.md``, "Density"). The number of rising steps is
+        ``finetune_stats_["warmup_steps"]``.
     smoothing : None, "scott", "silverman", "cv" or float, default=@SMOOTHING@
         Gaussian smoothing of the training data: the flow is fitted to the data convolved
         with a Gaussian kernel whose standard deviation is ``b`` times each feature's robust
@@ -297,9 +306,9 @@ class BaseFlowEstimator(BaseEstimator):
     """Base class of the flow estimators; not for direct use."""
 
     _min_samples = 2
-    # Fraction of the refinement's steps over which its learning rate rises to
-    # ``finetune_learning_rate`` (see that parameter).
-    _finetune_warmup = 0.1
+    # ``finetune_warmup`` of models pickled before it was a parameter, by whether the state
+    # holds ``solver_penalty`` (which came with the warm-up): see ``__setstate__``.
+    _legacy_finetune_warmup = (0.0, 0.1)
 
     def __init__(
         self,
@@ -323,6 +332,7 @@ class BaseFlowEstimator(BaseEstimator):
         n_iter_no_change=5,
         finetune_iter=500,
         finetune_learning_rate=5e-3,
+        finetune_warmup=0.1,
         smoothing=None,
         kinetic_penalty=0.0,
         solver_penalty=10.0,
@@ -350,6 +360,7 @@ class BaseFlowEstimator(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.finetune_iter = finetune_iter
         self.finetune_learning_rate = finetune_learning_rate
+        self.finetune_warmup = finetune_warmup
         self.smoothing = smoothing
         self.kinetic_penalty = kinetic_penalty
         self.solver_penalty = solver_penalty
@@ -381,7 +392,7 @@ class BaseFlowEstimator(BaseEstimator):
             n_iter_no_change=self.n_iter_no_change,
             finetune_iter=self.finetune_iter,
             finetune_learning_rate=self.finetune_learning_rate,
-            finetune_warmup=self._finetune_warmup,
+            finetune_warmup=self.finetune_warmup,
             kinetic_penalty=self.kinetic_penalty,
             solver_penalty=self.solver_penalty,
             verbose=self.verbose,
@@ -675,6 +686,8 @@ class BaseFlowEstimator(BaseEstimator):
         state.setdefault("smoothing", None)
         state.setdefault("inference_dtype", "float64")
         state.setdefault("finetune_learning_rate", 0.5 * state.get("learning_rate_init", 2e-3))
+        if "finetune_warmup" not in state:
+            state["finetune_warmup"] = self._legacy_finetune_warmup["solver_penalty" in state]
         state.setdefault("solver_penalty", 0.0)
         if "flow_" in state:
             state.setdefault("smoothing_", 0.0)
