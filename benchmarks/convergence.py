@@ -182,8 +182,8 @@ def refine(est, X, X_test, log_p_test, args, seed, block_nfe):
     config = TrainingConfig(
         finetune_iter=args.finetune_iter, kinetic_penalty=est.kinetic_penalty,
         solver_penalty=est.solver_penalty, finetune_learning_rate=est.finetune_learning_rate,
-        learning_rate_init=est.learning_rate_init, batch_size=args.batch_size,
-        n_iter_no_change=est.n_iter_no_change,
+        finetune_warmup=est.finetune_warmup, learning_rate_init=est.learning_rate_init,
+        batch_size=args.batch_size, n_iter_no_change=est.n_iter_no_change,
     )
     start = time.perf_counter()
     result = TrainingResult(flow=flow)
