@@ -95,6 +95,52 @@ def test_feature_options():
     assert 0.5 < np.median(pre) < 1.5  # seconds
 
 
+def test_invalid_samples_drop_only_the_beats_they_touch():
+    import dataclasses
+
+    rec = load_record(example_records()[0])
+    clean = segment_beats(rec)
+    signal = rec.signal.copy()
+    lead = rec.lead_index("MLII")
+    gap = slice(len(signal) // 2, len(signal) // 2 + 200)  # 0.56 s of invalid samples
+    signal[gap, lead] = np.nan
+    signal[gap.stop + 3000, lead] = np.inf  # and one isolated bad sample
+    bad = np.zeros(len(signal), dtype=bool)
+    bad[gap] = True
+    bad[gap.stop + 3000] = True
+    with pytest.warns(UserWarning, match=r"beats lie at invalid \(NaN or infinite\) samples"):
+        gappy = segment_beats(dataclasses.replace(rec, signal=signal))
+    before, after = round(0.25 * rec.fs), round(0.45 * rec.fs)
+    touched = np.array([bad[max(s - before, 0): s + after].any() for s in clean.samples])
+    assert 1 <= touched.sum() < 10
+    assert np.array_equal(gappy.samples, clean.samples[~touched])
+    assert np.array_equal(gappy.labels, clean.labels[~touched])
+    assert np.isfinite(gappy.features).all()
+    # beats far from the bad samples keep their description (the median beat and the
+    # scales move a little with the beats left out)
+    far = np.array([np.abs(s - np.flatnonzero(bad)).min() > 5 * rec.fs for s in gappy.samples])
+    kept = clean.features[~touched]
+    assert far.sum() > 0.8 * len(far)
+    assert np.median(np.abs(gappy.features[far] - kept[far])) < 0.02
+
+
+def test_segment_beats_rejects_a_lead_without_finite_samples():
+    import dataclasses
+
+    rec = load_record(example_records()[0])
+    signal = rec.signal.copy()
+    signal[:, rec.lead_index("MLII")] = np.nan
+    with pytest.raises(ValueError, match="holds no finite sample"):
+        segment_beats(dataclasses.replace(rec, signal=signal))
+
+
+@pytest.mark.parametrize("n_morphology", [0, 253, 2.5, True])
+def test_segment_beats_rejects_bad_morphology_bins(n_morphology):
+    # the default window is 0.7 s: 252 samples at 360 Hz
+    with pytest.raises(ValueError, match="n_morphology must be an integer from 1 to the 252"):
+        segment_beats(example_records()[0], n_morphology=n_morphology)
+
+
 def test_load_beats_rejects_empty():
     with pytest.raises(ValueError, match="no records"):
         load_beats([])

@@ -50,6 +50,14 @@ def test_detector_edge_cases():
         detect_r_peaks(np.zeros(3600), 360, method="nope")
 
 
+def test_detector_takes_one_lead():
+    sig, fs, _ = make_synthetic_ecg(duration=20, random_state=0)
+    one = detect_r_peaks(sig, fs)
+    assert np.array_equal(detect_r_peaks(sig[:, None], fs), one)  # a single column is fine
+    with pytest.raises(ValueError, match=r"one lead of shape \(n_samples,\)"):
+        detect_r_peaks(np.column_stack([sig, 0.5 * sig]), fs)
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["101", "119", "208"])
 def test_detector_on_mitdb(shared_data, name):

@@ -106,9 +106,29 @@ def _rhythm(samples, fs, local_beats):
     return pre, post, np.maximum(local, eps), med
 
 
+def _window_bounds(fs, window):
+    return int(round(window[0] * fs)), int(round(window[1] * fs))
+
+
+def _fill_gaps(x, name, lead):
+    """``x`` with non-finite samples linearly interpolated, and the mask of those samples.
+
+    WFDB gives invalid samples as NaN in physical units; a zero-phase filter would spread
+    one of them over the whole lead.
+    """
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return x, bad
+    if bad.all():
+        raise ValueError(f"record {name}: lead {lead} holds no finite sample")
+    idx = np.arange(x.shape[0])
+    filled = x.copy()
+    filled[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
+    return filled, bad
+
+
 def _bin_windows(x, samples, fs, window, n_bins):
-    before = int(round(window[0] * fs))
-    after = int(round(window[1] * fs))
+    before, after = _window_bounds(fs, window)
     offsets = np.arange(-before, after)
     idx = np.clip(samples[:, None] + offsets[None, :], 0, x.shape[0] - 1)
     win = x[idx]
@@ -165,7 +185,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     window : (float, float), default=(0.25, 0.45)
         Seconds before and after the R peak covered by the morphology.
     n_morphology : int, default=24
-        Number of morphology bins.
+        Number of morphology bins (at most the number of samples in ``window``).
     local_beats : int, default=10
         Number of previous RR intervals forming the local rhythm.
     adapt : bool, default=True
@@ -175,6 +195,12 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     -------
     beats : Beats
         Features, AAMI labels, symbols, sample indices and feature names.
+
+    Notes
+    -----
+    Invalid samples (NaN or infinite, as WFDB reads gaps in a recording) are bridged by
+    linear interpolation before filtering, and beats whose morphology window touches one
+    are left out with a warning; their neighbours' RR intervals are measured as usual.
 
     Examples
     --------
@@ -188,7 +214,16 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     rec = record if isinstance(record, ECGRecord) else load_record(os.fspath(record))
     ch = _choose_lead(rec, lead)
     fs = rec.fs
-    x = bandpass_ecg(rec.signal[:, ch], fs, low=0.5, high=40.0)
+    before, after = _window_bounds(fs, window)
+    if (not isinstance(n_morphology, (int, np.integer)) or isinstance(n_morphology, bool)
+            or not 1 <= n_morphology <= before + after):
+        raise ValueError(
+            f"n_morphology must be an integer from 1 to the {before + after} samples of "
+            f"window={window} at {fs:g} Hz, got {n_morphology!r}"
+        )
+    raw, invalid = _fill_gaps(np.asarray(rec.signal[:, ch], dtype=np.float64), rec.name,
+                              rec.leads[ch])
+    x = bandpass_ecg(raw, fs, low=0.5, high=40.0)
 
     annotated = bool(use_annotations and rec.has_annotations)
     if annotated:
@@ -198,7 +233,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         symbols = rec.ann_symbols[keep].astype(str)
         labels = cls[keep]
     else:
-        samples = detect_r_peaks(rec.signal[:, ch], fs, method=detector)
+        samples = detect_r_peaks(raw, fs, method=detector)
         symbols = np.full(len(samples), "", dtype="<U1")
         labels = np.full(len(samples), "", dtype="<U1")
     order = np.argsort(samples, kind="stable")
@@ -211,15 +246,29 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         return Beats(np.zeros((0, n_features)), labels, symbols, samples, rec.name, fs,
                      rec.leads[ch], names, annotated)
 
+    valid = np.ones(len(samples), dtype=bool)
+    if invalid.any():
+        # beats whose window touches an invalid sample: their shape is interpolation
+        bad_before = np.concatenate([[0], np.cumsum(invalid)])
+        lo = np.clip(samples - before, 0, len(invalid))
+        hi = np.clip(samples + after, 0, len(invalid))
+        valid = bad_before[hi] - bad_before[lo] == 0
+        if not valid.all():
+            warnings.warn(
+                f"record {rec.name}: {int((~valid).sum())} of {len(samples)} beats lie at "
+                f"invalid (NaN or infinite) samples of lead {rec.leads[ch]} and are left out",
+                UserWarning,
+                stacklevel=2,
+            )
     morph, win, before = _bin_windows(x, samples, fs, window, n_morphology)
     q = max(int(round(0.06 * fs)), 1)
     qrs = win[:, max(before - q, 0): before + q + 1]
     ptp = qrs.max(axis=1) - qrs.min(axis=1)
-    scale = float(np.median(ptp))
+    scale = float(np.median(ptp[valid])) if valid.any() else 1.0
     if not np.isfinite(scale) or scale <= 0:
         scale = 1.0
     morph = morph / scale
-    template = np.median(morph, axis=0)
+    template = np.median(morph[valid], axis=0) if valid.any() else np.zeros(n_morphology)
     mc = morph - morph.mean(axis=1, keepdims=True)
     tc = template - template.mean()
     denom = np.linalg.norm(mc, axis=1) * np.linalg.norm(tc)
@@ -231,13 +280,14 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         morph = morph - template
         rhythm = np.column_stack([np.log(pre / med), np.log(post / med), np.log(pre / local),
                                   np.log(post / pre), np.log(local / med)])
-        mad = np.median(np.abs(rhythm - np.median(rhythm, axis=0)), axis=0)
+        ref = rhythm[valid] if valid.any() else rhythm
+        mad = np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
         rhythm = rhythm / np.maximum(1.4826 * mad, _RHYTHM_MIN_SPREAD)
     else:
         rhythm = np.column_stack([pre, post, local, post / pre, np.full(len(pre), med)])
     features = np.column_stack([morph, amp, corr, rhythm]).astype(np.float64)
-    return Beats(features, labels, symbols, samples, rec.name, fs, rec.leads[ch], names,
-                 annotated)
+    return Beats(features[valid], labels[valid], symbols[valid], samples[valid], rec.name, fs,
+                 rec.leads[ch], names, annotated)
 
 
 def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):

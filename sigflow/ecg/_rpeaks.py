@@ -130,7 +130,14 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
     >>> abs(len(peaks) - len(ann["sample"])) <= 1
     True
     """
-    x = np.asarray(signal, dtype=np.float64).ravel()
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1:
+        raise ValueError(
+            f"signal must be one lead of shape (n_samples,), got shape {x.shape}; "
+            "pass one column of a multichannel record, e.g. record.signal[:, 0]"
+        )
     if x.size < 2 * fs:
         return np.zeros(0, dtype=np.int64)
     x = np.nan_to_num(x, nan=float(np.nanmedian(x)) if np.isfinite(x).any() else 0.0)
