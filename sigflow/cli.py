@@ -25,7 +25,7 @@ output, per record (in --out):
               class N/S/V/F/Q when the record has beat annotations, else empty), score
               (log-likelihood of the beat under the model: higher is more normal), pvalue
               (conformal p-value: small means unlike the training beats), flag (1 when the
-              beat is below the detector's threshold, about 1 %% false alarms on normal beats)
+              beat is below the detector's threshold, about 1 % false alarms on normal beats)
   RECORD.png  the ECG trace with beats coloured by anomaly score (needs matplotlib:
               pip install "sigflow[plot]")
 

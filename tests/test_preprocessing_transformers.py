@@ -122,6 +122,18 @@ def test_spectral_features_edge_cases():
     assert SpectralFeatures(fs=100.0).fit_transform(X32).dtype == np.float64
 
 
+def test_spectral_features_with_a_single_bin_use_the_documented_bin_width():
+    # nperseg=1: one bin at 0 Hz, df = fs / nperseg; all the power is in it
+    X = np.random.default_rng(3).normal(size=(4, 16)) + 2.0
+    fs = 10.0
+    sf = SpectralFeatures(fs=fs, bands=((0.0, 5.0),), nperseg=1, detrend=False)
+    F = sf.fit_transform(X)
+    col = dict(zip(sf.get_feature_names_out(), F.T))
+    _, P = scipy.signal.welch(X, fs=fs, nperseg=1, detrend=False)
+    np.testing.assert_allclose(col["band_power_0_5"], P[:, 0] * fs, rtol=1e-12)
+    np.testing.assert_allclose(col["relative_band_power_0_5"], 1.0, rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [

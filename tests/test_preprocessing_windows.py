@@ -175,6 +175,15 @@ def test_window_features_reject_non_finite(width, step, where, bad):
         window_features(x, width, step, features=features)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_window_features_reject_non_finite_between_windows(bad):
+    # step > width leaves samples that no window reads; the NaN policy covers them too
+    x = np.arange(100.0)
+    x[15] = bad
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        window_features(x, 10, 20, features=("mean", "std"))
+
+
 def test_window_errors_for_sliding_windows_and_complex():
     with pytest.raises(ValueError, match="longer than the signal"):
         sliding_windows(np.arange(5), 6, 1)

@@ -168,8 +168,9 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         psd = self._psd(X)
-        return _spectral_features(psd, self.freqs_, self._checked_bands(float(self.fs)),
-                                  self._check_features())
+        fs = float(self.fs)
+        return _spectral_features(psd, self.freqs_, fs / self.nperseg_,
+                                  self._checked_bands(fs), self._check_features())
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns.
@@ -232,10 +233,10 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         return bands
 
 
-def _spectral_features(psd, freqs, bands, features):
-    """The feature matrix of :class:`SpectralFeatures` from PSD rows (see its docstring)."""
+def _spectral_features(psd, freqs, df, bands, features):
+    """The feature matrix of :class:`SpectralFeatures` from PSD rows (see its docstring);
+    ``df = fs / nperseg`` is the bin width (also with a single bin)."""
     n_rows, n_bins = psd.shape
-    df = freqs[1] - freqs[0] if n_bins > 1 else 0.0
     power = psd.sum(axis=1)
     zero = power <= 0.0
     safe = np.where(zero, 1.0, power)

@@ -338,8 +338,9 @@ def window_features(x, width, step, features=WINDOW_FEATURES, axis=-1):
         _direct_kernel(rows, width, step, n_win, codes, out, finite)
         if not finite.all():
             _raise_nonfinite(rows)
-    # Samples after the last window are not read by the kernels; the NaN policy covers them.
-    _raise_nonfinite(rows[:, (n_win - 1) * step + width:])
+    # Samples after the last window, and between windows when ``step > width``, are not
+    # read by the kernels; the NaN policy covers them too.
+    _raise_nonfinite(rows if step > width else rows[:, (n_win - 1) * step + width:])
     return out.reshape(batch_shape + (n_win, len(features)))
 
 
