@@ -215,3 +215,17 @@ def test_pipeline_with_spectral_features_finds_abnormal_windows():
     y = np.r_[np.zeros(400), np.ones(40)]
     assert roc_auc_score(y, -scores) > 0.95
     assert np.mean(pipe.predict(bursts) == -1) > 0.8
+
+
+def test_auto_threshold_warns_when_too_few_rows_calibrate_it():
+    import warnings
+
+    tiny = {**QUICK, "n_blocks": 2, "hidden_layer_sizes": (8, 8), "max_iter": 20}
+    # 300 rows hold out 60 for calibration: too few for the 1 % guarantee
+    with pytest.warns(UserWarning, match="calibrated on only 60 held-out rows"):
+        FlowAnomalyDetector(**tiny).fit(_normal(300, 4))
+    # 500 rows hold out 100; and a fixed contamination needs no calibration guarantee
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="contamination='auto'")
+        FlowAnomalyDetector(**tiny).fit(_normal(500, 4))
+        FlowAnomalyDetector(**{**tiny, "contamination": 0.05}).fit(_normal(300, 4))

@@ -318,6 +318,9 @@ def test_model_pickled_before_the_newer_parameters_loads(fitted_2d):
         "finetune_warmup",
     ):
         state.pop(name)
+    # nor did their refinement report what came with these parameters
+    state["finetune_stats_"] = {k: v for k, v in state["finetune_stats_"].items()
+                                if k not in ("solver_penalty", "warmup_steps")}
     old = FlowDensityEstimator.__new__(FlowDensityEstimator)
     old.__setstate__(state)
     assert old.get_params()["smoothing"] is None and old.smoothing_ == 0.0
@@ -341,6 +344,47 @@ def test_model_pickled_with_the_solver_penalty_keeps_its_warmup(cls, warmup):
     old.__setstate__(state)
     assert old.get_params()["finetune_warmup"] == warmup
     assert clone(old).finetune_warmup == warmup
+
+
+@pytest.mark.parametrize("method", ["lfm", "jko"])
+def test_block_training_checks_its_last_steps(method):
+    # 60 steps with a check every 50: the 10 steps after the last regular check are
+    # checked too, so the kept weights can come from the end of training
+    est = FlowDensityEstimator(
+        method=method, n_blocks=2, hidden_layer_sizes=(8, 8), max_iter=60, n_ode_steps=2,
+        finetune_iter=0, random_state=0,
+    ).fit(_two_moons_like(400))
+    assert [(b["n_iter"], b["n_checks"]) for b in est.block_stats_] == [(60, 2), (60, 2)]
+
+
+def test_estimator_pickled_before_the_refinement_loads():
+    est = FlowDensityEstimator(**SMALL).fit(_two_moons_like(200))
+    state = est.__getstate__()
+    for name in ("finetune_iter", "kinetic_penalty", "finetune_learning_rate",
+                 "solver_penalty", "finetune_warmup"):
+        state.pop(name)
+    old = FlowDensityEstimator.__new__(FlowDensityEstimator)
+    old.__setstate__(state)
+    params = old.get_params()
+    assert (params["finetune_iter"], params["kinetic_penalty"]) == (0, 0.0)
+    repr(old)
+    clone(old).fit(_two_moons_like(200))
+
+
+@pytest.mark.parametrize(
+    "stats,warmup",
+    [({"n_iter": 5, "learning_rate": 5e-3, "warmup_steps": 0}, 0.1),  # refined with it
+     ({"n_iter": 5, "learning_rate": 5e-3}, 0.0),  # refined before it existed
+     (None, 0.1)],  # not refined: judged by solver_penalty in the state
+)
+def test_legacy_warmup_follows_the_refinement_the_model_had(stats, warmup):
+    est = FlowDensityEstimator(**SMALL).fit(_two_moons_like(200))
+    state = est.__getstate__()
+    state.pop("finetune_warmup")
+    state["finetune_stats_"] = stats
+    old = FlowDensityEstimator.__new__(FlowDensityEstimator)
+    old.__setstate__(state)
+    assert old.finetune_warmup == warmup
 
 
 def test_finetune_warmup_sets_the_rising_steps():

@@ -63,15 +63,23 @@ def test_time_given_as_float_scalar_tensor_or_per_sample_agree():
             torch.testing.assert_close(net(x, same), ref_v, rtol=0, atol=1e-13)
 
 
-def test_velocity_network_pickled_by_an_earlier_version_loads():
-    # Earlier versions kept the activation's derivative as a separate attribute.
+@pytest.mark.parametrize("activation,old_name", [("tanh", "_dtanh"), ("silu", "_dsilu")])
+def test_velocity_network_pickled_by_an_earlier_version_loads(activation, old_name):
+    # Earlier versions kept the activation's derivative, a module-level function of
+    # sigflow.flows._velocity, as a separate attribute; the pickle refers to it by name.
     import pickle
 
-    net = _net(2, (4, 4), "tanh")
+    from sigflow.flows import _velocity
+
+    net = _net(2, (4, 4), activation)
     state = net.__getstate__()
     state = {k: v for k, v in state.items()
              if k not in ("_act", "_act_and_slope", "_frequency_values")}
-    state["_dact"] = net._act_and_slope  # stands in for the old module-level function
+    state["_dact"] = getattr(_velocity, old_name)
+    a = torch.linspace(-3, 3, 7, dtype=torch.float64).requires_grad_()
+    f = torch.tanh(a) if activation == "tanh" else torch.nn.functional.silu(a)
+    (grad,) = torch.autograd.grad(f.sum(), a)
+    torch.testing.assert_close(state["_dact"](a.detach()), grad)  # the derivative it was
     old = VelocityMLP.__new__(VelocityMLP)
     old.__dict__.update(state)
     loaded = pickle.loads(pickle.dumps(old))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import OutlierMixin
@@ -37,7 +39,10 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
 
     * ``contamination="auto"``: ``offset_`` is the conformal threshold at which about 1 %
       of new normal data is flagged (at most 1 % when the training data are normal and
-      exchangeable with the new data).
+      exchangeable with the new data, and at least 99 rows are held out for calibration,
+      i.e. about 500 training rows with the default ``calibration_fraction``; with fewer
+      the threshold is the empirical 1 % quantile of the calibration scores, which flags
+      more, and a warning says so).
     * ``contamination=c`` in (0, 0.5]: ``offset_`` is the ``c`` quantile of the scores of
       all training samples, so a fraction ``c`` of the training data is flagged
       (scikit-learn's meaning).
@@ -238,6 +243,18 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         self.calibration_scores_ = np.sort(cal_scores)
         if isinstance(contamination, str):
             self.offset_ = float(self._conformal_threshold(AUTO_FALSE_ALARM_RATE))
+            needed = math.ceil(1.0 / AUTO_FALSE_ALARM_RATE - 1.0 - 1e-9)
+            if n_cal < needed:
+                warnings.warn(
+                    f"contamination='auto' is calibrated on only {n_cal} held-out rows; "
+                    f"its guarantee of at most 1 % false alarms needs at least {needed}, so "
+                    "the threshold is the empirical 1 % quantile of those scores and flags "
+                    "more new normal data than 1 % on average (about 2 % with 60 rows, 5 % "
+                    "with 20); fit on more rows, raise calibration_fraction, or set "
+                    "contamination",
+                    UserWarning,
+                    stacklevel=2,
+                )
         else:
             scores = np.empty(n)
             scores[cal] = cal_scores

@@ -683,15 +683,29 @@ class BaseFlowEstimator(BaseEstimator):
         if device is not None and isinstance(state.get("flow_"), Flow):
             state["flow_"] = state["flow_"].to(device)
         # parameters added after the first models were saved: their behaviour then
+        state.setdefault("finetune_iter", 0)  # before the likelihood refinement existed
+        state.setdefault("kinetic_penalty", 0.0)
         state.setdefault("smoothing", None)
         state.setdefault("inference_dtype", "float64")
         state.setdefault("finetune_learning_rate", 0.5 * state.get("learning_rate_init", 2e-3))
         if "finetune_warmup" not in state:
-            state["finetune_warmup"] = self._legacy_finetune_warmup["solver_penalty" in state]
+            state["finetune_warmup"] = self._legacy_warmup(state)
         state.setdefault("solver_penalty", 0.0)
         if "flow_" in state:
             state.setdefault("smoothing_", 0.0)
         super().__setstate__(state)
+
+    def _legacy_warmup(self, state):
+        """The warm-up a model pickled before ``finetune_warmup`` was a parameter had.
+
+        It came a little after ``solver_penalty``, as a class setting that also added
+        ``"warmup_steps"`` to ``finetune_stats_``: a refinement that ran tells which side
+        of that change it was on; otherwise ``solver_penalty`` in the state does.
+        """
+        stats = state.get("finetune_stats_")
+        if isinstance(stats, dict) and "learning_rate" in stats:
+            return self._legacy_finetune_warmup[1] if "warmup_steps" in stats else 0.0
+        return self._legacy_finetune_warmup["solver_penalty" in state]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

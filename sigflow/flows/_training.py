@@ -714,6 +714,9 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
                 bar.set_postfix(loss=f"{value:.4f}")
     if bar is not None:
         bar.close()
+    if stopper is not None and len(losses) % config.validation_interval:
+        average.judge(lambda: stopper.should_stop(velocity, params))  # the last steps too
+        n_checks += 1
     average.keep(stopper)
     return losses, n_checks
 

@@ -34,6 +34,17 @@ _ACTIVATIONS = {
 }
 
 
+# Derivatives kept under the names that networks pickled by earlier versions refer to (they
+# stored one of these as ``_dact``); unpickling looks them up before ``__setstate__`` runs.
+def _dsilu(a):
+    s = torch.sigmoid(a)
+    return s * (1.0 + a * (1.0 - s))
+
+
+def _dtanh(a):
+    return 1.0 - torch.tanh(a) ** 2
+
+
 def _activation(name: str):
     """Return ``(f, a -> (f(a), f'(a)))`` for a smooth activation."""
     try:
