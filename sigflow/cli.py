@@ -53,7 +53,10 @@ def _build_parser():
         p.add_argument(
             "--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda'"
         )
-        p.add_argument("--lead", default="MLII", help="lead to analyse (default: %(default)s)")
+        p.add_argument(
+            "--lead", default="MLII",
+            help="lead to analyse, by name or channel index (default: %(default)s)",
+        )
         p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
         p.add_argument(
             "--max-iter",
@@ -144,8 +147,17 @@ def run_detection(
 
     stream = stream or sys.stdout
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     loaded = _segment(records, lead, quiet, "reading records")
+    names = [b.record for _, b in loaded]
+    same = sorted({name for name in names if names.count(name) > 1})
+    if same:
+        raise ValueError(
+            f"records with the same name would write the same files in {out}: "
+            + ", ".join(f"{name} ({', '.join(str(r) for r, n in zip(records, names) if n == name)})"
+                        for name in same)
+            + "; score them in separate runs or with different --out folders"
+        )
+    out.mkdir(parents=True, exist_ok=True)
     train_beats = [
         b
         for _, b in (_segment(train, lead, quiet, "reading training records") if train else loaded)

@@ -110,6 +110,15 @@ def test_missing_record_is_a_clear_error(tmp_path, capsys):
     assert "sigflow: error:" in err and "nope" in err
 
 
+def test_records_with_the_same_name_are_refused_before_any_work(tmp_path, capsys):
+    record = example_records()[0]
+    out = tmp_path / "out"
+    assert main(["detect", record, record, "--out", str(out), "-q", "--no-plot"]) == 1
+    err = capsys.readouterr().err
+    assert "same name would write the same files" in err and "synth01" in err
+    assert not out.exists()
+
+
 def test_refinement_runs_only_on_known_normal_training_beats(tmp_path):
     # unlabelled training beats include abnormal ones, which a likelihood refinement would
     # learn too: the command line leaves it out unless the training beats are known normal

@@ -38,6 +38,14 @@ def test_load_example_record():
     assert "ECGRecord(name='synth01'" in repr(rec)
 
 
+def test_lead_by_name_index_or_digits():
+    rec = load_record(example_records()[0])  # one lead, MLII
+    assert rec.lead_index("MLII") == rec.lead_index("mlii ") == rec.lead_index(0) == 0
+    assert rec.lead_index("0") == 0  # as a command line passes --lead 0
+    assert rec.lead_index("1") is None and rec.lead_index(1) is None
+    assert rec.lead_index("V5") is None
+
+
 def test_load_record_accepts_extension_and_channels():
     path = example_records()[1]
     rec = load_record(path + ".hea", channels=[0])

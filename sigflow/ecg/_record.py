@@ -92,7 +92,11 @@ class ECGRecord:
         return self.ann_samples is not None
 
     def lead_index(self, lead: str | int | None) -> int | None:
-        """Column index of ``lead`` (a name or an index), or None when absent."""
+        """Column index of ``lead`` (a name or an index), or None when absent.
+
+        A string of digits that names no lead is taken as an index, as a command line
+        gives it (``--lead 1``).
+        """
         if lead is None:
             return None
         if isinstance(lead, (int, np.integer)):
@@ -100,6 +104,8 @@ class ECGRecord:
         for i, name in enumerate(self.leads):
             if name.strip().upper() == str(lead).strip().upper():
                 return i
+        if str(lead).strip().isdigit():
+            return self.lead_index(int(str(lead).strip()))
         return None
 
     def __repr__(self) -> str:
