@@ -387,6 +387,16 @@ def test_legacy_warmup_follows_the_refinement_the_model_had(stats, warmup):
     assert old.finetune_warmup == warmup
 
 
+def test_hidden_layer_sizes_as_a_numpy_array():
+    X = _two_moons_like(200)
+    params = {**SMALL, "finetune_iter": 0}
+    from_array = FlowDensityEstimator(**{**params, "hidden_layer_sizes": np.array([8, 8])})
+    from_tuple = FlowDensityEstimator(**params)
+    np.testing.assert_array_equal(from_array.fit(X).score_samples(X[:20]),
+                                  from_tuple.fit(X).score_samples(X[:20]))
+    clone(from_array)
+
+
 def test_finetune_warmup_sets_the_rising_steps():
     X = _two_moons_like(300)
     params = {**SMALL, "finetune_iter": 20, "validation_fraction": 0.2}

@@ -103,14 +103,14 @@ _FLOW_PARAMS_DOC = """
         likelihood; how far the scores (``n_ode_steps``) still are from it is
         ``finetune_stats_["solver_gap"]``. It costs about
         ``4 * n_blocks * n_ode_steps`` network evaluations with gradients per step.
-    finetune_learning_rate : float, default=@FINETUNE_LR@
+    finetune_learning_rate : float or None, default=@FINETUNE_LR@
         Peak Adam learning rate of the refinement, decayed by a cosine schedule to 1/20
-        of it. ``FlowDensityEstimator`` takes 5e-3, reached by a linear rise over the first
-        10 % of the steps (``finetune_warmup``), which its ``solver_penalty`` makes safe:
-        without the penalty, rates above about 2e-3 let the refinement profit from the
-        solver's discretisation error (the scores then no longer integrate to one).
-        ``FlowAnomalyDetector`` takes 1e-3 from the first step, as its outlier benchmarks
-        were run.
+        of it (None: half of ``learning_rate_init``). ``FlowDensityEstimator`` takes 5e-3,
+        reached by a linear rise over the first 10 % of the steps (``finetune_warmup``),
+        which its ``solver_penalty`` makes safe: without the penalty, rates above about 2e-3
+        let the refinement profit from the solver's discretisation error (the scores then
+        no longer integrate to one). ``FlowAnomalyDetector`` takes 1e-3 from the first
+        step, as its outlier benchmarks were run.
     finetune_warmup : float in [0, 1), default=@FINETUNE_WARMUP@
         Fraction of the refinement's steps over which its learning rate rises linearly to
         ``finetune_learning_rate`` (0: the full rate from the first step). A high rate
@@ -377,7 +377,9 @@ class BaseFlowEstimator(BaseEstimator):
         config = TrainingConfig(
             method=self.method,
             n_blocks=1 if self.method == "fm" else self.n_blocks,
-            hidden_layer_sizes=tuple(hidden) if isinstance(hidden, (tuple, list)) else hidden,
+            hidden_layer_sizes=(
+                tuple(hidden) if isinstance(hidden, (tuple, list, np.ndarray)) else hidden
+            ),
             activation=self.activation,
             max_iter=self._max_iter(),
             batch_size=self.batch_size,
