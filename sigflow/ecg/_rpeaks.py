@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._filters import bandpass_ecg
@@ -120,7 +122,8 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
     Returns
     -------
     peaks : ndarray of int64
-        Sorted sample indices of the R peaks.
+        Sorted sample indices of the R peaks. Empty, with a warning, for a signal shorter
+        than 2 seconds: the detector's threshold is learnt from the first 2 seconds.
 
     Examples
     --------
@@ -139,6 +142,12 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
             "pass one column of a multichannel record, e.g. record.signal[:, 0]"
         )
     if x.size < 2 * fs:
+        warnings.warn(
+            f"the signal lasts {x.size / fs:.2f} s, shorter than the 2 s the R-peak detector "
+            "needs to set its threshold; no peaks are returned",
+            UserWarning,
+            stacklevel=2,
+        )
         return np.zeros(0, dtype=np.int64)
     x = np.nan_to_num(x, nan=float(np.nanmedian(x)) if np.isfinite(x).any() else 0.0)
     if method == "pan_tompkins":
