@@ -36,6 +36,8 @@ def main(argv=None):
     parser.add_argument("records", nargs="*", help="WFDB record paths (default: the examples)")
     parser.add_argument("--max-iter", type=int, default=None, help="training steps per block")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run in seconds (tiny fits; the scores mean little)")
     args = parser.parse_args(argv)
     records = args.records or example_records()
 
@@ -44,6 +46,8 @@ def main(argv=None):
           {c: int((y == c).sum()) for c in "NSVFQ" if (y == c).any()})
 
     params = {"random_state": 0, "device": args.device}
+    if args.quick:
+        params.update(max_iter=20, finetune_iter=0, n_score_draws=2)
     if args.max_iter is not None:
         params["max_iter"] = args.max_iter
     scores = np.zeros(len(X))

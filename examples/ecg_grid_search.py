@@ -44,6 +44,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per fit (1 is fastest for these small fits and "
                              "avoids stalls on a busy machine)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run in seconds: 2 tiny candidates, 2 folds")
     args = parser.parse_args(argv)
     import torch
 
@@ -54,7 +56,7 @@ def main(argv=None):
     keep = labels != "Q"  # unclassifiable beats are neither normal nor abnormal
     X, labels, groups = X[keep], labels[keep], groups[keep]
     y = np.where(labels == "N", 1, -1)
-    n_splits = args.folds or min(5, len(set(groups)))
+    n_splits = args.folds or (2 if args.quick else min(5, len(set(groups))))
     print(f"{len(X)} beats from {len(set(groups))} records:",
           {c: int((labels == c).sum()) for c in "NSVF" if (labels == c).any()},
           f"| GroupKFold({n_splits}) by record, fit on N beats only")
@@ -64,8 +66,13 @@ def main(argv=None):
         "detector__hidden_layer_sizes": [(32, 32), (64, 64)],
         "detector__finetune_iter": [0, 100],
     }
+    tiny = {}
+    if args.quick:
+        grid = {"detector__n_blocks": [1, 2]}
+        tiny = {"hidden_layer_sizes": (8, 8), "max_iter": 20, "finetune_iter": 0,
+                "n_score_draws": 2}
     search = GridSearchCV(
-        make_beat_detector(random_state=0, device=args.device),
+        make_beat_detector(random_state=0, device=args.device, **tiny),
         grid,
         scoring="roc_auc",  # positive class +1 = normal, scored by decision_function
         cv=normal_only_splits(y, groups, n_splits),

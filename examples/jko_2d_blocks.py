@@ -46,8 +46,15 @@ def main(argv=None):
     parser.add_argument("--n-samples", type=int, default=5000)
     parser.add_argument("--n-blocks", type=int, default=5)
     parser.add_argument("--max-iter", type=int, default=150)
+    parser.add_argument("--finetune-iter", type=int, default=None,
+                        help="likelihood refinement steps (default: the estimator's)")
     parser.add_argument("--out", default=str(Path(__file__).with_suffix(".png")))
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run in seconds: 1,000 points, 2 blocks of 20 steps, "
+                             "no refinement")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n_samples, args.n_blocks, args.max_iter, args.finetune_iter = 1000, 2, 20, 0
     torch.set_num_threads(1)
 
     rng = np.random.default_rng(0)
@@ -55,6 +62,7 @@ def main(argv=None):
     est = FlowDensityEstimator(
         method="jko", n_blocks=args.n_blocks, hidden_layer_sizes=(64, 64),
         max_iter=args.max_iter, learning_rate_init=5e-3, random_state=0,
+        **({} if args.finetune_iter is None else {"finetune_iter": args.finetune_iter}),
     ).fit(X)
     rows = est.convergence_path(X, log_density=log_density)
 

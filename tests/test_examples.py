@@ -1,0 +1,44 @@
+"""The scripts under examples/ run end to end (``--quick``: tiny fits, seconds each)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(script, *args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--quick", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+def test_ecg_anomaly_detection_example(tmp_path):
+    out = _run("ecg_anomaly_detection.py", cwd=tmp_path)
+    assert "AUROC" in out and "N vs V" in out
+    assert (tmp_path / "ecg_scores.png").stat().st_size > 0
+    assert (tmp_path / "ecg_histogram.png").stat().st_size > 0
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+def test_ecg_grid_search_example(tmp_path):
+    out = _run("ecg_grid_search.py", cwd=tmp_path)
+    assert "2 candidates x 2 folds" in out and "best:" in out
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+def test_jko_2d_blocks_example(tmp_path):
+    png = tmp_path / "blocks.png"
+    out = _run("jko_2d_blocks.py", "--out", str(png), cwd=tmp_path)
+    assert png.stat().st_size > 0
+    assert out.count("KL gap") == 3  # the data and the two blocks
