@@ -7,6 +7,11 @@ next to the standard normal it is driven toward, with the KL gap of each stage
 one Wasserstein proximal (JKO) step of the KL divergence to N(0, I), so the panels show a
 discretised gradient flow.
 
+The estimator's likelihood refinement is left out (``--finetune-iter 0``, the default here): it
+retrains all blocks together for the density of the whole flow, after which the intermediate
+stages are no longer proximal steps (with the refinement, the KL gaps after blocks 3 and 4 of
+this run rose to 3.0 and 8.4 nats while the final one fell to 0.014).
+
 Run (under a minute of CPU time on one core)::
 
     python examples/jko_2d_blocks.py            # writes examples/jko_2d_blocks.png
@@ -46,8 +51,8 @@ def main(argv=None):
     parser.add_argument("--n-samples", type=int, default=5000)
     parser.add_argument("--n-blocks", type=int, default=5)
     parser.add_argument("--max-iter", type=int, default=150)
-    parser.add_argument("--finetune-iter", type=int, default=None,
-                        help="likelihood refinement steps (default: the estimator's)")
+    parser.add_argument("--finetune-iter", type=int, default=0,
+                        help="likelihood refinement steps (default: 0, see above)")
     parser.add_argument("--out", default=str(Path(__file__).with_suffix(".png")))
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run in seconds: 1,000 points, 2 blocks of 20 steps, "
@@ -62,7 +67,7 @@ def main(argv=None):
     est = FlowDensityEstimator(
         method="jko", n_blocks=args.n_blocks, hidden_layer_sizes=(64, 64),
         max_iter=args.max_iter, learning_rate_init=5e-3, random_state=0,
-        **({} if args.finetune_iter is None else {"finetune_iter": args.finetune_iter}),
+        finetune_iter=args.finetune_iter,
     ).fit(X)
     rows = est.convergence_path(X, log_density=log_density)
 

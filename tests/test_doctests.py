@@ -1,8 +1,8 @@
 """The examples in the docstrings run and show what they say they show.
 
 Every module whose examples take seconds is run here, so a change that makes an example
-wrong fails the suite. The estimators' examples fit default models (minutes in all); run them
-with ``pytest --doctest-modules sigflow/estimators``.
+wrong fails the suite. The two estimators' class examples fit default models (minutes in
+all); run them with ``pytest --doctest-modules sigflow/estimators``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ FAST_MODULES = [
     "sigflow.ecg._record",
     "sigflow.ecg._rpeaks",
     "sigflow.ecg._synthetic",
+    "sigflow.estimators._base",
 ]
 
 

@@ -597,7 +597,10 @@ class BaseFlowEstimator(BaseEstimator):
         Row ``k`` describes the model made of the first ``k`` blocks followed directly by the
         Gaussian, ``q_k`` (row 0: the standardised data against ``N(0, I)``). Its KL gap
         ``KL(p || q_k)`` equals the KL divergence of the pushed data to ``N(0, I)``, which
-        each block of ``"lfm"`` and ``"jko"`` should shrink geometrically.
+        each block of ``"lfm"`` and ``"jko"`` should shrink geometrically. That holds for the
+        block-wise flow (``finetune_iter=0``): the likelihood refinement retrains all blocks
+        together for the whole flow's density, and afterwards the intermediate rows can
+        rise (only the last row is what the refinement improves).
 
         Parameters
         ----------
@@ -625,7 +628,7 @@ class BaseFlowEstimator(BaseEstimator):
         >>> from scipy.stats import multivariate_normal
         >>> from sigflow import FlowDensityEstimator
         >>> X = np.random.default_rng(0).normal(2.0, 0.5, size=(1000, 2))
-        >>> est = FlowDensityEstimator(method="jko", n_blocks=2, max_iter=50,
+        >>> est = FlowDensityEstimator(method="jko", n_blocks=2, max_iter=50, finetune_iter=0,
         ...                            hidden_layer_sizes=(32, 32), random_state=0).fit(X)
         >>> true = multivariate_normal([2.0, 2.0], 0.25).logpdf
         >>> rows = est.convergence_path(X, log_density=true)
