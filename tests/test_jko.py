@@ -4,6 +4,7 @@ convergence diagnostics and the estimators with ``method="jko"``."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -218,7 +219,9 @@ def test_estimators_fit_and_score_with_jko(Estimator):
     assert [s["kind"] for s in est.block_stats_] == ["jko", "jko"]
     np.testing.assert_array_equal(scores, Estimator(**params).fit(X).score_samples(X[:50]))
     true = multivariate_normal([3.0, -2.0], np.diag([4.0, 0.25])).logpdf
-    rows = est.convergence_path(X, log_density=true)
+    assert est.finetune_stats_["n_iter"] > 0  # refined: the middle rows lose their meaning
+    with pytest.warns(UserWarning, match="refined together"):
+        rows = est.convergence_path(X, log_density=true)
     assert [r["block"] for r in rows] == [0, 1, 2]
     assert [r["kind"] for r in rows] == ["data", "jko", "jko"]
     assert rows[2]["ou_time"] == pytest.approx(0.3 + 0.39)
@@ -233,6 +236,11 @@ def test_estimators_fit_and_score_with_jko(Estimator):
     assert rows[0]["kl_gap"] == pytest.approx(rows[0]["nll"] + true(X).mean(), rel=1e-9)
     with pytest.raises(ValueError, match="log_density"):
         est.convergence_path(X, log_density=np.zeros(3))
+    # a block-wise fit is what the per-block rows describe: no warning
+    blockwise = Estimator(**params, finetune_iter=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="the blocks of this model")
+        blockwise.convergence_path(X, log_density=true)
 
 
 def test_jko_blocks_early_stop_on_their_held_out_objective_and_keep_the_best_weights():

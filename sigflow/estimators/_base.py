@@ -600,7 +600,7 @@ class BaseFlowEstimator(BaseEstimator):
         each block of ``"lfm"`` and ``"jko"`` should shrink geometrically. That holds for the
         block-wise flow (``finetune_iter=0``): the likelihood refinement retrains all blocks
         together for the whole flow's density, and afterwards the intermediate rows can
-        rise (only the last row is what the refinement improves).
+        rise (only the last row is what the refinement improves); a warning says so.
 
         Parameters
         ----------
@@ -640,6 +640,16 @@ class BaseFlowEstimator(BaseEstimator):
         from ..flows import convergence_diagnostics
 
         X = self._check_X(X)
+        refined = (getattr(self, "finetune_stats_", None) or {}).get("n_iter", 0)
+        if refined and len(self.flow_.blocks) > 1:
+            warnings.warn(
+                f"the blocks of this model were refined together ({refined} steps of "
+                "likelihood refinement), so the rows between the first and the last are no "
+                "longer stages of the block-wise flow; fit with finetune_iter=0 for the "
+                "per-block picture",
+                UserWarning,
+                stacklevel=2,
+            )
         log_jac = -np.log(self.scale_).sum()
         log_p = None
         if log_density is not None:
