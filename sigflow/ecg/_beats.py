@@ -106,10 +106,6 @@ def _rhythm(samples, fs, local_beats):
     return pre, post, np.maximum(local, eps), med
 
 
-def _window_bounds(fs, window):
-    return int(round(window[0] * fs)), int(round(window[1] * fs))
-
-
 def _fill_gaps(x, name, lead):
     """``x`` with non-finite samples linearly interpolated, and the mask of those samples.
 
@@ -127,14 +123,13 @@ def _fill_gaps(x, name, lead):
     return filled, bad
 
 
-def _bin_windows(x, samples, fs, window, n_bins):
-    before, after = _window_bounds(fs, window)
+def _bin_windows(x, samples, before, after, n_bins):
     offsets = np.arange(-before, after)
     idx = np.clip(samples[:, None] + offsets[None, :], 0, x.shape[0] - 1)
     win = x[idx]
     edges = np.linspace(0, len(offsets), n_bins + 1).round().astype(int)
     counts = np.diff(edges)
-    return np.add.reduceat(win, edges[:-1], axis=1) / counts, win, before
+    return np.add.reduceat(win, edges[:-1], axis=1) / counts, win
 
 
 def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_tompkins",
@@ -214,7 +209,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     rec = record if isinstance(record, ECGRecord) else load_record(os.fspath(record))
     ch = _choose_lead(rec, lead)
     fs = rec.fs
-    before, after = _window_bounds(fs, window)
+    before, after = int(round(window[0] * fs)), int(round(window[1] * fs))
     if (not isinstance(n_morphology, (int, np.integer)) or isinstance(n_morphology, bool)
             or not 1 <= n_morphology <= before + after):
         raise ValueError(
@@ -242,12 +237,8 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     n_features = n_morphology + len(_SHAPE) + len(_RHYTHM_ADAPTED)
     names = [f"morph_{i:02d}" for i in range(n_morphology)] + list(_SHAPE)
     names += list(_RHYTHM_ADAPTED if adapt else _RHYTHM_RAW)
-    if len(samples) == 0:
-        return Beats(np.zeros((0, n_features)), labels, symbols, samples, rec.name, fs,
-                     rec.leads[ch], names, annotated)
-
     valid = np.ones(len(samples), dtype=bool)
-    if invalid.any():
+    if invalid.any() and len(samples):
         # beats whose window touches an invalid sample: their shape is interpolation
         bad_before = np.concatenate([[0], np.cumsum(invalid)])
         lo = np.clip(samples - before, 0, len(invalid))
@@ -260,15 +251,19 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
                 UserWarning,
                 stacklevel=2,
             )
-    morph, win, before = _bin_windows(x, samples, fs, window, n_morphology)
+    if not valid.any():
+        return Beats(np.zeros((0, n_features)), labels[:0], symbols[:0], samples[:0],
+                     rec.name, fs, rec.leads[ch], names, annotated)
+
+    morph, win = _bin_windows(x, samples, before, after, n_morphology)
     q = max(int(round(0.06 * fs)), 1)
     qrs = win[:, max(before - q, 0): before + q + 1]
     ptp = qrs.max(axis=1) - qrs.min(axis=1)
-    scale = float(np.median(ptp[valid])) if valid.any() else 1.0
+    scale = float(np.median(ptp[valid]))
     if not np.isfinite(scale) or scale <= 0:
         scale = 1.0
     morph = morph / scale
-    template = np.median(morph[valid], axis=0) if valid.any() else np.zeros(n_morphology)
+    template = np.median(morph[valid], axis=0)
     mc = morph - morph.mean(axis=1, keepdims=True)
     tc = template - template.mean()
     denom = np.linalg.norm(mc, axis=1) * np.linalg.norm(tc)
@@ -280,7 +275,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         morph = morph - template
         rhythm = np.column_stack([np.log(pre / med), np.log(post / med), np.log(pre / local),
                                   np.log(post / pre), np.log(local / med)])
-        ref = rhythm[valid] if valid.any() else rhythm
+        ref = rhythm[valid]
         mad = np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
         rhythm = rhythm / np.maximum(1.4826 * mad, _RHYTHM_MIN_SPREAD)
     else:

@@ -133,7 +133,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     """
 
     _min_samples = 3
-    _legacy_finetune_warmup = (0.0, 0.0)  # the detector never had a warm-up
+    _legacy_finetune_warmup = 0.0  # the detector never had a warm-up
 
     def __init__(
         self,
@@ -243,18 +243,6 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         self.calibration_scores_ = np.sort(cal_scores)
         if isinstance(contamination, str):
             self.offset_ = float(self._conformal_threshold(AUTO_FALSE_ALARM_RATE))
-            needed = math.ceil(1.0 / AUTO_FALSE_ALARM_RATE - 1.0 - 1e-9)
-            if n_cal < needed:
-                warnings.warn(
-                    f"contamination='auto' is calibrated on only {n_cal} held-out rows; "
-                    f"its guarantee of at most 1 % false alarms needs at least {needed}, so "
-                    "the threshold is the empirical 1 % quantile of those scores and flags "
-                    "more new normal data than 1 % on average (about 2 % with 60 rows, 5 % "
-                    "with 20); fit on more rows, raise calibration_fraction, or set "
-                    "contamination",
-                    UserWarning,
-                    stacklevel=2,
-                )
         else:
             scores = np.empty(n)
             scores[cal] = cal_scores
@@ -313,6 +301,16 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         k = int(np.floor(alpha * (len(cal) + 1)))
         if k >= 1:
             return cal[k - 1]
+        warnings.warn(
+            f"contamination='auto' is calibrated on only {len(cal)} held-out rows; its "
+            f"guarantee of at most {100 * alpha:g} % false alarms needs at least "
+            f"{math.ceil(1 / alpha) - 1}, so the threshold is the empirical {100 * alpha:g} % "
+            "quantile of those scores and flags more new normal data than that on average "
+            "(about 2 % with 60 rows, 5 % with 20); fit on more rows, raise "
+            "calibration_fraction, or set contamination",
+            UserWarning,
+            stacklevel=3,
+        )
         return np.quantile(cal, alpha)
 
     def decision_function(self, X):

@@ -306,9 +306,9 @@ class BaseFlowEstimator(BaseEstimator):
     """Base class of the flow estimators; not for direct use."""
 
     _min_samples = 2
-    # ``finetune_warmup`` of models pickled before it was a parameter, by whether the state
-    # holds ``solver_penalty`` (which came with the warm-up): see ``__setstate__``.
-    _legacy_finetune_warmup = (0.0, 0.1)
+    # The warm-up this class refined with while it was a class setting, before
+    # ``finetune_warmup`` became a parameter (see ``_legacy_warmup``).
+    _legacy_finetune_warmup = 0.1
 
     def __init__(
         self,
@@ -719,8 +719,10 @@ class BaseFlowEstimator(BaseEstimator):
         """
         stats = state.get("finetune_stats_")
         if isinstance(stats, dict) and "learning_rate" in stats:
-            return self._legacy_finetune_warmup[1] if "warmup_steps" in stats else 0.0
-        return self._legacy_finetune_warmup["solver_penalty" in state]
+            had_it = "warmup_steps" in stats
+        else:
+            had_it = "solver_penalty" in state
+        return self._legacy_finetune_warmup if had_it else 0.0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
