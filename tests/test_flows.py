@@ -63,6 +63,63 @@ def test_time_given_as_float_scalar_tensor_or_per_sample_agree():
             torch.testing.assert_close(net(x, same), ref_v, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("hidden", [(7,), (6, 5), (5, 4, 6)])
+def test_prepared_network_computes_exactly_what_the_network_does(hidden):
+    # A solve gathers the weights once (``prepared``) and reuses the time biases of a time
+    # it has seen; every value must be bit for bit the network's own.
+    net = _net(3, hidden)
+    field = net.prepared()
+    x = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for t in (0.0, 0.37, 0.37, 1.0, torch.rand(8, dtype=torch.float64)):
+        v, div = field.with_divergence(x, t)
+        v_ref, div_ref = net.forward_with_divergence(x, t)
+        assert torch.equal(v, v_ref) and torch.equal(div, div_ref)
+        assert torch.equal(field(x, t), net(x, t))
+
+
+class _PlainModule(torch.nn.Module):
+    """The same network seen as a generic module: no ``prepared``, one call per evaluation."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, t):
+        return self.net(x, t)
+
+    def forward_with_divergence(self, x, t):
+        return self.net.forward_with_divergence(x, t)
+
+
+@pytest.mark.parametrize("hidden", [(6,), (8, 8), (4, 5, 4)])
+def test_gradients_through_prepared_solves_equal_per_evaluation_ones(hidden):
+    # The refinement's gradient flows through weights gathered once per solve; it must
+    # equal the gradient of the same objective evaluated one network call at a time.
+    nets = [_net(3, hidden, seed=k, gain=0.3) for k in range(2)]
+    x = torch.randn(30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for wrap in (False, True):
+        flow = Flow([FlowBlock(_PlainModule(n) if wrap else n) for n in nets], n_steps=3)
+        for p in flow.parameters():
+            p.grad = None
+        nll, kinetic, error, _ = flow_nll_terms(flow, x, solver_error=True)
+        (nll.mean() + 3.0 * error.mean() + 0.1 * kinetic.mean()).backward()
+        grads.append([p.grad.clone() for p in flow.parameters()])
+    assert all(float(g.abs().max()) > 0 for g in grads[0])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_nll_terms_without_kinetic_energy_skip_it_and_change_nothing_else():
+    flow = Flow([FlowBlock(_net(2, (8, 8), seed=k, gain=0.3)) for k in range(2)], n_steps=3)
+    x = torch.randn(20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    nll, kinetic, error, nfe = flow_nll_terms(flow, x, solver_error=True)
+    nll2, none, error2, nfe2 = flow_nll_terms(flow, x, solver_error=True, kinetic=False)
+    assert none is None and nfe == nfe2
+    assert torch.equal(nll, nll2) and torch.equal(error, error2)
+    assert float(kinetic.min()) > 0
+
+
 @pytest.mark.parametrize("activation,old_name", [("tanh", "_dtanh"), ("silu", "_dsilu")])
 def test_velocity_network_pickled_by_an_earlier_version_loads(activation, old_name):
     # Earlier versions kept the activation's derivative, a module-level function of
@@ -126,6 +183,32 @@ def test_fixed_step_solvers_converge_at_their_order(method, order):
         errors.append(abs(float(y) - exact))
         assert nfe == n * {"euler": 1, "midpoint": 2, "rk4": 4}[method]
     assert math.log2(errors[0] / errors[1]) == pytest.approx(order, abs=0.35)
+
+
+
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_quadrature_components_need_no_intermediate_stages(method):
+    # With n_dynamic=1 the log-determinant-like component is only formed at the step ends;
+    # the result must be bit for bit that of forming every stage.
+    A = torch.tensor([[0.1, -1.0], [1.0, 0.2]], dtype=torch.float64)
+
+    def func(t, state):
+        x = state[0]
+        return x @ A.T * (1 + t), torch.sin(x).sum(dim=1) * t, (x**2).sum(dim=1)
+
+    x0 = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    zeros = torch.zeros(6, dtype=torch.float64)
+    full, nfe = integrate_fixed(func, (x0, zeros, zeros), 0.0, 1.0, 5, method)
+    fast, nfe_fast = integrate_fixed(func, (x0, zeros, zeros), 0.0, 1.0, 5, method, n_dynamic=1)
+    assert nfe == nfe_fast
+    assert all(torch.equal(a, b) for a, b in zip(full, fast))
+    assert float(full[1].abs().min()) > 0
+    full_e = integrate_fixed_with_error(func, (x0, zeros, zeros), 0.0, 1.0, 5, method, index=1)
+    fast_e = integrate_fixed_with_error(
+        func, (x0, zeros, zeros), 0.0, 1.0, 5, method, index=1, n_dynamic=1
+    )
+    assert torch.equal(full_e[2], fast_e[2])
+    assert all(torch.equal(a, b) for a, b in zip(full_e[0], fast_e[0]))
 
 
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])

@@ -43,11 +43,30 @@ class FlowBlock(nn.Module):
 
     def velocity_and_divergence(self, x, t, probes=None, create_graph=False):
         """Velocity and divergence: exact, or Hutchinson with the given ``probes``."""
+        return self.field(probes, create_graph=create_graph)[1](x, t)
+
+    def field(self, probes=None, *, create_graph=False):
+        """``(v(x, t), (v, div)(x, t))`` for a run of evaluations with fixed weights.
+
+        Networks with a ``prepared()`` method (:class:`VelocityMLP`) gather their weights
+        once for the whole run instead of at every evaluation.
+        """
+        velocity = self.velocity.prepared() if hasattr(self.velocity, "prepared") else self.velocity
         if probes is not None:
-            return hutchinson_divergence(self.velocity, x, t, probes, create_graph=create_graph)
-        if hasattr(self.velocity, "forward_with_divergence"):
-            return self.velocity.forward_with_divergence(x, t)
-        return exact_divergence(self.velocity, x, t, create_graph=create_graph)
+
+            def with_divergence(x, t):
+                return hutchinson_divergence(velocity, x, t, probes, create_graph=create_graph)
+
+        elif hasattr(velocity, "with_divergence"):
+            with_divergence = velocity.with_divergence
+        elif hasattr(velocity, "forward_with_divergence"):
+            with_divergence = velocity.forward_with_divergence
+        else:
+
+            def with_divergence(x, t):
+                return exact_divergence(velocity, x, t, create_graph=create_graph)
+
+        return velocity, with_divergence
 
     def push(self, x, *, inverse=False, logdet=False, n_steps=8, solver="rk4", probes=None):
         """Map ``x`` through the block (or its inverse).
@@ -59,39 +78,34 @@ class FlowBlock(nn.Module):
         t0, t1 = (1.0, 0.0) if inverse else (0.0, 1.0)
         if solver == "dopri5":
             return self._push_adaptive(x, t0, t1, logdet, probes)
+        velocity, with_divergence = self.field(probes)
         if logdet:
-
-            def func(t, state):
-                v, div = self.velocity_and_divergence(state[0], t, probes)
-                return v, div
-
             (y, ld), nfe = integrate_fixed(
-                func,
+                lambda t, state: with_divergence(state[0], t),
                 (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)),
                 t0,
                 t1,
                 n_steps,
                 solver,
+                n_dynamic=1,
             )
             return y, ld, nfe
-
-        def func(t, state):
-            return (self.velocity(state[0], t),)
-
-        (y,), nfe = integrate_fixed(func, (x,), t0, t1, n_steps, solver)
+        (y,), nfe = integrate_fixed(
+            lambda t, state: (velocity(state[0], t),), (x,), t0, t1, n_steps, solver
+        )
         return y, None, nfe
 
     def _push_adaptive(self, x, t0, t1, logdet, probes):
+        velocity, with_divergence = self.field(probes)
         if logdet:
-
-            def func(t, state):
-                return self.velocity_and_divergence(state[0], t, probes)
-
             (y, ld), nfe = integrate_adaptive(
-                func, (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)), t0, t1
+                lambda t, state: with_divergence(state[0], t),
+                (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)),
+                t0,
+                t1,
             )
             return y, ld, nfe
-        (y,), nfe = integrate_adaptive(lambda t, s: (self.velocity(s[0], t),), (x,), t0, t1)
+        (y,), nfe = integrate_adaptive(lambda t, s: (velocity(s[0], t),), (x,), t0, t1)
         return y, None, nfe
 
 

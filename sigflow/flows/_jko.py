@@ -38,7 +38,9 @@ from ._training import (
 __all__ = ["jko_block_loss", "jko_block_terms", "train_jko_blocks"]
 
 
-def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None, solver_error=False):
+def jko_block_terms(
+    velocity, x, *, n_steps=4, solver="rk4", probes=None, solver_error=False, kinetic=True
+):
     """Per-sample terms of the JKO block objective along ``dx/dt = v(x, t)``, ``t`` in [0, 1].
 
     Integrates the augmented state ``(x, int div v dt, int |v|^2 dt)`` with a fixed-step
@@ -59,6 +61,9 @@ def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None, solver
         Hutchinson probes; exact divergence when ``None``.
     solver_error : bool, default=False
         Also return the solver's error indicator for the log-determinant (see below).
+    kinetic : bool, default=True
+        Integrate the kinetic energy; with ``False`` it is not computed and ``None`` is
+        returned in its place (for objectives that do not use it).
 
     Returns
     -------
@@ -66,8 +71,8 @@ def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None, solver
         End points ``x(1)``.
     logdet : torch.Tensor of shape (batch,)
         ``int_0^1 div v(x(t), t) dt``.
-    kinetic : torch.Tensor of shape (batch,)
-        ``int_0^1 |v(x(t), t)|^2 dt``.
+    kinetic : torch.Tensor of shape (batch,) or None
+        ``int_0^1 |v(x(t), t)|^2 dt``; ``None`` with ``kinetic=False``.
     error : torch.Tensor of shape (batch,)
         Only with ``solver_error=True``: the sum over the steps of the squared difference
         between the solver's quadrature of the divergence and a lower-order one on the same
@@ -85,19 +90,32 @@ def jko_block_terms(velocity, x, *, n_steps=4, solver="rk4", probes=None, solver
     (torch.Size([3, 2]), torch.Size([3]), torch.Size([3]), 16)
     """
     block = velocity if isinstance(velocity, FlowBlock) else FlowBlock(velocity)
-
-    def func(t, state):
-        v, div = block.velocity_and_divergence(state[0], t, probes, create_graph=True)
-        return v, div, (v**2).sum(dim=1)
-
+    _, with_divergence = block.field(probes, create_graph=True)
     zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    if kinetic:
+
+        def func(t, state):
+            v, div = with_divergence(state[0], t)
+            return v, div, (v**2).sum(dim=1)
+
+        state = (x, zeros, zeros)
+    else:
+
+        def func(t, state):
+            return with_divergence(state[0], t)
+
+        state = (x, zeros)
     if solver_error:
-        (z, logdet, kinetic), nfe, error = integrate_fixed_with_error(
-            func, (x, zeros, zeros), 0.0, 1.0, n_steps, solver, index=1
+        out, nfe, error = integrate_fixed_with_error(
+            func, state, 0.0, 1.0, n_steps, solver, index=1, n_dynamic=1
         )
-        return z, logdet, kinetic, error, nfe
-    (z, logdet, kinetic), nfe = integrate_fixed(func, (x, zeros, zeros), 0.0, 1.0, n_steps, solver)
-    return z, logdet, kinetic, nfe
+    else:
+        out, nfe = integrate_fixed(func, state, 0.0, 1.0, n_steps, solver, n_dynamic=1)
+    z, logdet = out[:2]
+    energy = out[2] if kinetic else None
+    if solver_error:
+        return z, logdet, energy, error, nfe
+    return z, logdet, energy, nfe
 
 
 def jko_block_loss(velocity, x, step_size, *, n_steps=4, solver="rk4", probes=None):

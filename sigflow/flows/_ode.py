@@ -26,11 +26,15 @@ def evaluations_per_step(method):
         ) from None
 
 
-def _axpy(state, k, h):
-    return tuple(s + h * ki for s, ki in zip(state, k))
+def _axpy(state, k, h, n_dynamic):
+    """``state + h k`` for the components ``func`` reads; the others pass unchanged."""
+    if n_dynamic is None or n_dynamic >= len(state):
+        return tuple(s + h * ki for s, ki in zip(state, k))
+    head = tuple(s + h * ki for s, ki in zip(state[:n_dynamic], k[:n_dynamic]))
+    return head + tuple(state[n_dynamic:])
 
 
-def integrate_fixed(func, state, t0, t1, n_steps, method="rk4"):
+def integrate_fixed(func, state, t0, t1, n_steps, method="rk4", *, n_dynamic=None):
     """Integrate ``d state / dt = func(t, state)`` from ``t0`` to ``t1`` in fixed steps.
 
     ``state`` is a tuple of tensors and ``func`` returns a tuple of the same shapes.
@@ -47,6 +51,11 @@ def integrate_fixed(func, state, t0, t1, n_steps, method="rk4"):
     n_steps : int
         Number of steps.
     method : {"euler", "midpoint", "rk4"}
+    n_dynamic : int, optional
+        How many leading components of ``state`` ``func`` reads. The others are
+        quadratures (running integrals such as a log-determinant, whose derivative does not
+        depend on them): their intermediate stage values are never needed, so they are
+        not formed. The result is the same; ``None`` forms them all.
 
     Returns
     -------
@@ -66,7 +75,7 @@ def integrate_fixed(func, state, t0, t1, n_steps, method="rk4"):
     """
     n_evals, n_steps, h = _steps(method, n_steps, t0, t1)
     for i in range(n_steps):
-        state, _ = _step(func, state, t0 + i * h, h, method)
+        state, _ = _step(func, state, t0 + i * h, h, method, n_dynamic)
     return state, n_steps * n_evals
 
 
@@ -78,19 +87,19 @@ def _steps(method, n_steps, t0, t1):
     return n_evals, n_steps, (t1 - t0) / n_steps
 
 
-def _step(func, state, t, h, method):
+def _step(func, state, t, h, method, n_dynamic=None):
     """One step of ``method``; returns the new state and the stage derivatives."""
     if method == "euler":
         k1 = func(t, state)
-        return _axpy(state, k1, h), (k1,)
+        return _axpy(state, k1, h, None), (k1,)
     if method == "midpoint":
         k1 = func(t, state)
-        k2 = func(t + h / 2, _axpy(state, k1, h / 2))
-        return _axpy(state, k2, h), (k1, k2)
+        k2 = func(t + h / 2, _axpy(state, k1, h / 2, n_dynamic))
+        return _axpy(state, k2, h, None), (k1, k2)
     k1 = func(t, state)
-    k2 = func(t + h / 2, _axpy(state, k1, h / 2))
-    k3 = func(t + h / 2, _axpy(state, k2, h / 2))
-    k4 = func(t + h, _axpy(state, k3, h))
+    k2 = func(t + h / 2, _axpy(state, k1, h / 2, n_dynamic))
+    k3 = func(t + h / 2, _axpy(state, k2, h / 2, n_dynamic))
+    k4 = func(t + h, _axpy(state, k3, h, n_dynamic))
     state = tuple(
         s + (h / 6) * (a + 2 * b + 2 * c + d) for s, a, b, c, d in zip(state, k1, k2, k3, k4)
     )
@@ -114,7 +123,9 @@ def _embedded_difference(stages, h):
     return (h / 3) * (k2 + k3 - k1 - k4)
 
 
-def integrate_fixed_with_error(func, state, t0, t1, n_steps, method="rk4", *, index=0):
+def integrate_fixed_with_error(
+    func, state, t0, t1, n_steps, method="rk4", *, index=0, n_dynamic=None
+):
     """:func:`integrate_fixed`, plus an error indicator of component ``index``, free of charge.
 
     Each step also compares the method's increment of ``state[index]`` with a lower-order
@@ -129,6 +140,8 @@ def integrate_fixed_with_error(func, state, t0, t1, n_steps, method="rk4", *, in
     * ``"midpoint"``, ``"euler"``: the indicator is 0. Their one or two evaluations per
       step give no estimate of the curvature (a difference of the two midpoint
       evaluations would penalise any change of the integrand in time).
+
+    ``n_dynamic`` is :func:`integrate_fixed`'s.
 
     Returns
     -------
@@ -152,7 +165,7 @@ def integrate_fixed_with_error(func, state, t0, t1, n_steps, method="rk4", *, in
     n_evals, n_steps, h = _steps(method, n_steps, t0, t1)
     error = torch.zeros_like(state[index])
     for i in range(n_steps):
-        state, stages = _step(func, state, t0 + i * h, h, method)
+        state, stages = _step(func, state, t0 + i * h, h, method, n_dynamic)
         diff = _embedded_difference([k[index] for k in stages], h)
         if diff is not None:
             error = error + diff * diff

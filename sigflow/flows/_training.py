@@ -275,7 +275,7 @@ def train_flow(X, config, generator):
     return result
 
 
-def flow_nll_terms(flow, x, *, probes=None, solver_error=False):
+def flow_nll_terms(flow, x, *, probes=None, solver_error=False, kinetic=True):
     """Negative log-likelihood and kinetic energy of each row of ``x``, differentiably.
 
     Runs ``x`` through every block of ``flow`` with its fixed-step solver, integrating the
@@ -285,8 +285,9 @@ def flow_nll_terms(flow, x, *, probes=None, solver_error=False):
     -------
     nll : torch.Tensor of shape (batch,)
         ``-log p(x)`` under the flow.
-    kinetic : torch.Tensor of shape (batch,)
-        ``sum_k int_0^1 |v_k(x(t), t)|^2 dt``.
+    kinetic : torch.Tensor of shape (batch,) or None
+        ``sum_k int_0^1 |v_k(x(t), t)|^2 dt``; ``None`` with ``kinetic=False`` (not
+        computed).
     error : torch.Tensor of shape (batch,)
         Only with ``solver_error=True``: the solver's error indicator for the
         log-determinant, summed over the blocks (see :func:`jko_block_terms`).
@@ -295,20 +296,20 @@ def flow_nll_terms(flow, x, *, probes=None, solver_error=False):
     """
     from ._jko import jko_block_terms
 
-    logdet = kinetic = error = 0.0
+    logdet = energy = error = 0.0
     nfe = 0
     for block in flow.blocks:
         x, ld, kin, *err, n = jko_block_terms(
             block, x, n_steps=flow.n_steps, solver=flow.solver, probes=probes,
-            solver_error=solver_error,
+            solver_error=solver_error, kinetic=kinetic,
         )
-        logdet, kinetic, nfe = logdet + ld, kinetic + kin, nfe + n
+        logdet, energy, nfe = logdet + ld, energy + kin if kinetic else None, nfe + n
         if solver_error:
             error = error + err[0]
     nll = -(standard_normal_log_prob(x) + logdet)
     if solver_error:
-        return nll, kinetic, error, nfe
-    return nll, kinetic, nfe
+        return nll, energy, error, nfe
+    return nll, energy, nfe
 
 
 def finetune_flow(result, X, X_val, config, generator):
@@ -385,13 +386,14 @@ def finetune_flow(result, X, X_val, config, generator):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config.finetune_iter, lr0, warmup)
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
+        use_kinetic = bool(config.kinetic_penalty)
         if config.solver_penalty:
             nll, kinetic, error, nfe = flow_nll_terms(
-                flow, X[idx], probes=probes, solver_error=True
+                flow, X[idx], probes=probes, solver_error=True, kinetic=use_kinetic
             )
             loss = nll.mean() + config.solver_penalty * error.mean()
         else:
-            nll, kinetic, nfe = flow_nll_terms(flow, X[idx], probes=probes)
+            nll, kinetic, nfe = flow_nll_terms(flow, X[idx], probes=probes, kinetic=use_kinetic)
             loss = nll.mean()
         if config.kinetic_penalty:
             loss = loss + config.kinetic_penalty * kinetic.mean()

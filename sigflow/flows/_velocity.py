@@ -140,51 +140,117 @@ class VelocityMLP(nn.Module):
         feats = torch.cat([t, torch.sin(wt), torch.cos(wt)], dim=1)
         return feats.expand(batch_shape, -1) if feats.shape[0] == 1 else feats
 
-    def _time_biases(self, t, batch):
-        if isinstance(t, (float, int)):
-            # The ODE solvers pass Python floats: build the features in one small tensor
-            # instead of a chain of tiny tensor operations (most of an evaluation's
-            # overhead at training batch sizes).
-            wt = [f * t for f in self._frequency_values]
-            phi = torch.tensor(
-                [[t] + [math.sin(w) for w in wt] + [math.cos(w) for w in wt]],
-                dtype=self.frequencies.dtype,
-                device=self.frequencies.device,
-            )
-        else:
-            phi = self.time_features(t, 1 if torch.as_tensor(t).dim() == 0 else batch)
-        return [torch.addmm(b, phi, U.T) for U, b in zip(self.time_weights, self.biases)]
+    def prepared(self):
+        """The field with its parameters gathered once, for many evaluations in a row.
+
+        An ODE solve evaluates the network tens of times with the same weights. The
+        returned object holds the layer matrices (already transposed), the divergence's
+        coupling matrix and the time biases of each time it has seen, so each evaluation
+        only does the per-sample work. Its results are those of :meth:`forward` and
+        :meth:`forward_with_divergence`. Use it while the weights do not change (one solve,
+        one training step): it keeps the values it gathered.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sigflow.flows import VelocityMLP
+        >>> net = VelocityMLP(2, (8, 8), generator=torch.Generator().manual_seed(0))
+        >>> field = net.prepared()
+        >>> x = torch.ones(3, 2)
+        >>> torch.equal(field.with_divergence(x, 0.25)[1], net.forward_with_divergence(x, 0.25)[1])
+        True
+        """
+        return _PreparedMLP(self)
 
     def forward(self, x, t):
         """Velocity at ``x`` (batch, dim) and time ``t`` (scalar or (batch,))."""
-        tb = self._time_biases(t, x.shape[0])
-        h = x
-        for W, c in zip(self.weights[:-1], tb[:-1]):
-            h = self._act(torch.addmm(c, h, W.T))
-        return torch.addmm(tb[-1], h, self.weights[-1].T)
+        return _PreparedMLP(self)(x, t)
 
     def forward_with_divergence(self, x, t):
         """Velocity and its exact divergence ``tr(dv/dx)`` per sample."""
-        tb = self._time_biases(t, x.shape[0])
+        return _PreparedMLP(self).with_divergence(x, t)
+
+
+class _PreparedMLP:
+    """:class:`VelocityMLP`'s arithmetic with the per-network work done once.
+
+    ``nn.ParameterList`` indexing and slicing cost microseconds per call, and the
+    divergence's coupling matrix depends only on the weights; at training batch sizes these
+    dominated an evaluation. Every value computed here is the one the network's own
+    methods compute, with the same operations.
+    """
+
+    __slots__ = ("net", "weights", "weights_t", "time_weights_t", "biases", "trace", "_tb")
+
+    def __init__(self, net):
+        self.net = net
+        self.weights = tuple(net.weights)
+        self.weights_t = tuple(W.T for W in self.weights)
+        self.time_weights_t = tuple(U.T for U in net.time_weights)
+        self.biases = tuple(net.biases)
+        self.trace = None
+        self._tb = {}
+
+    def time_biases(self, t, batch):
+        if isinstance(t, (float, int)):
+            tb = self._tb.get(t)
+            if tb is None:
+                # The ODE solvers pass Python floats: build the features in one small
+                # tensor instead of a chain of tiny tensor operations.
+                net = self.net
+                wt = [f * t for f in net._frequency_values]
+                phi = torch.tensor(
+                    [[t] + [math.sin(w) for w in wt] + [math.cos(w) for w in wt]],
+                    dtype=net.frequencies.dtype,
+                    device=net.frequencies.device,
+                )
+                tb = self._tb[t] = [
+                    torch.addmm(b, phi, Ut) for Ut, b in zip(self.time_weights_t, self.biases)
+                ]
+            return tb
+        phi = self.net.time_features(t, 1 if torch.as_tensor(t).dim() == 0 else batch)
+        return [torch.addmm(b, phi, Ut) for Ut, b in zip(self.time_weights_t, self.biases)]
+
+    def __call__(self, x, t):
+        """Velocity at ``x`` (batch, dim) and time ``t``."""
+        tb = self.time_biases(t, x.shape[0])
+        act = self.net._act
+        h = x
+        for Wt, c in zip(self.weights_t[:-1], tb):
+            h = act(torch.addmm(c, h, Wt))
+        return torch.addmm(tb[-1], h, self.weights_t[-1])
+
+    def with_divergence(self, x, t):
+        """Velocity and its exact divergence ``tr(dv/dx)`` per sample."""
+        tb = self.time_biases(t, x.shape[0])
+        act_and_slope = self.net._act_and_slope
         h = x
         slopes = []
-        for W, c in zip(self.weights[:-1], tb[:-1]):
-            h, slope = self._act_and_slope(torch.addmm(c, h, W.T))
+        for Wt, c in zip(self.weights_t[:-1], tb):
+            h, slope = act_and_slope(torch.addmm(c, h, Wt))
             slopes.append(slope)
-        v = torch.addmm(tb[-1], h, self.weights[-1].T)
-        W1, Wout = self.weights[0], self.weights[-1]
+        v = torch.addmm(tb[-1], h, self.weights_t[-1])
+        if self.trace is None:
+            self.trace = self._trace_matrix()
         if len(slopes) == 1:
-            diag = (W1 * Wout.T).sum(dim=1)  # diag(W1 @ Wout), shape (H,)
-            div = slopes[0] @ diag
+            div = slopes[0] @ self.trace
         elif len(slopes) == 2:
-            coupling = self.weights[1] * (W1 @ Wout).T  # (H2, H1)
-            div = ((slopes[0] @ coupling.T) * slopes[1]).sum(dim=1)
+            div = ((slopes[0] @ self.trace) * slopes[1]).sum(dim=1)
         else:
+            W1, Wout = self.weights[0], self.weights[-1]
             jac = slopes[0].unsqueeze(-1) * W1  # (B, H1, d)
             for W, s in zip(self.weights[1:-1], slopes[1:]):
                 jac = s.unsqueeze(-1) * torch.matmul(W, jac)
             div = torch.einsum("ih,bhi->b", Wout, jac)
         return v, div
+
+    def _trace_matrix(self):
+        W1, Wout = self.weights[0], self.weights[-1]
+        if len(self.weights) == 2:
+            return (W1 * Wout.T).sum(dim=1)  # diag(W1 @ Wout), shape (H,)
+        if len(self.weights) == 3:
+            return (self.weights[1] * (W1 @ Wout).T).T  # (H1, H2): the coupling, transposed
+        return None
 
 
 def _uniform(shape, bound, generator):
