@@ -104,12 +104,52 @@ def test_gradients_through_prepared_solves_equal_plain_autograd(hidden, activati
         flow = Flow([FlowBlock(_PlainModule(n) if wrap else n) for n in nets], n_steps=3)
         for p in flow.parameters():
             p.grad = None
-        nll, kinetic, error, _ = flow_nll_terms(flow, x, solver_error=True)
+        nll, kinetic, error, _ = flow_nll_terms(flow, x, solver_error=True, fused=not wrap)
         (nll.mean() + 3.0 * error.mean() + 0.1 * kinetic.mean()).backward()
         grads.append([p.grad.clone() for p in flow.parameters()])
     assert all(float(g.abs().max()) > 0 for g in grads[0])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def _reference_velocity(net, x, t):
+    """The network's formula written out with plain autograd operations."""
+    act = {"silu": torch.nn.functional.silu, "softplus": torch.nn.functional.softplus,
+           "tanh": torch.tanh}[net.activation]
+    phi = net.time_features(t, x.shape[0])
+    h = x
+    layers = list(zip(net.weights, net.time_weights, net.biases))
+    for W, U, b in layers[:-1]:
+        h = act(h @ W.T + phi @ U.T + b)
+    W, U, b = layers[-1]
+    return h @ W.T + phi @ U.T + b
+
+
+def test_fused_training_path_refuses_higher_derivatives():
+    # A graph for second derivatives through the hand-written backward would silently miss
+    # their second-order part; it must raise instead. The default path supports them.
+    net = _net(2, (6, 5), gain=0.3)
+    x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
+    for fused in (False, True):
+        for which in ("velocity", "divergence"):
+            field = net.prepared(fused=fused)
+            out = field(x, 0.3) if which == "velocity" else field.with_divergence(x, 0.3)[1]
+            if fused and which == "divergence":
+                with pytest.raises(RuntimeError, match="first derivatives only"):
+                    torch.autograd.grad(out.sum(), x, create_graph=True)
+            else:
+                (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+                g.sum().backward()  # second derivatives exist
+    # Hutchinson estimates differentiate the network twice: a block never fuses them.
+    block = FlowBlock(net)
+    probes = rademacher_probes(3, 2, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    grads = []
+    for fused in (True, False):
+        net.zero_grad()
+        _, div = block.field(probes, create_graph=True, fused=fused)[1](x, 0.3)
+        div.sum().backward()
+        grads.append(net.weights[0].grad.clone())
+    assert float(grads[0].abs().max()) > 0 and torch.equal(grads[0], grads[1])
 
 
 @pytest.mark.parametrize("activation", ["silu", "softplus", "tanh"])

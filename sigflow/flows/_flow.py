@@ -45,13 +45,19 @@ class FlowBlock(nn.Module):
         """Velocity and divergence: exact, or Hutchinson with the given ``probes``."""
         return self.field(probes, create_graph=create_graph)[1](x, t)
 
-    def field(self, probes=None, *, create_graph=False):
+    def field(self, probes=None, *, create_graph=False, fused=False):
         """``(v(x, t), (v, div)(x, t))`` for a run of evaluations with fixed weights.
 
         Networks with a ``prepared()`` method (:class:`VelocityMLP`) gather their weights
-        once for the whole run instead of at every evaluation.
+        once for the whole run instead of at every evaluation. ``fused=True`` (training
+        loops that take first derivatives only) lets them differentiate the exact
+        divergence through one autograd node (:meth:`VelocityMLP.prepared`); Hutchinson
+        estimates (``probes``) differentiate the network twice and never use it.
         """
-        velocity = self.velocity.prepared() if hasattr(self.velocity, "prepared") else self.velocity
+        if hasattr(self.velocity, "prepared"):
+            velocity = self.velocity.prepared(fused=fused and probes is None)
+        else:
+            velocity = self.velocity
         if probes is not None:
 
             def with_divergence(x, t):

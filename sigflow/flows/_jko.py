@@ -39,7 +39,8 @@ __all__ = ["jko_block_loss", "jko_block_terms", "train_jko_blocks"]
 
 
 def jko_block_terms(
-    velocity, x, *, n_steps=4, solver="rk4", probes=None, solver_error=False, kinetic=True
+    velocity, x, *, n_steps=4, solver="rk4", probes=None, solver_error=False, kinetic=True,
+    fused=False,
 ):
     """Per-sample terms of the JKO block objective along ``dx/dt = v(x, t)``, ``t`` in [0, 1].
 
@@ -64,6 +65,10 @@ def jko_block_terms(
     kinetic : bool, default=True
         Integrate the kinetic energy; with ``False`` it is not computed and ``None`` is
         returned in its place (for objectives that do not use it).
+    fused : bool, default=False
+        Differentiate the exact divergence of two-hidden-layer networks through one
+        autograd node per evaluation (faster; first derivatives only, see
+        :meth:`~sigflow.flows.VelocityMLP.prepared`). The training loops use it.
 
     Returns
     -------
@@ -90,7 +95,7 @@ def jko_block_terms(
     (torch.Size([3, 2]), torch.Size([3]), torch.Size([3]), 16)
     """
     block = velocity if isinstance(velocity, FlowBlock) else FlowBlock(velocity)
-    _, with_divergence = block.field(probes, create_graph=True)
+    _, with_divergence = block.field(probes, create_graph=True, fused=fused)
     zeros = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     if kinetic:
 
@@ -118,7 +123,9 @@ def jko_block_terms(
     return z, logdet, energy, nfe
 
 
-def jko_block_loss(velocity, x, step_size, *, n_steps=4, solver="rk4", probes=None):
+def jko_block_loss(
+    velocity, x, step_size, *, n_steps=4, solver="rk4", probes=None, fused=False
+):
     """The JKO-iFlow objective of one block, averaged over the rows of ``x``.
 
     ``mean( |x(1)|^2 / 2 - int_0^1 div v dt + int_0^1 |v|^2 dt / (2 * step_size) )``, which is
@@ -132,7 +139,7 @@ def jko_block_loss(velocity, x, step_size, *, n_steps=4, solver="rk4", probes=No
     x : torch.Tensor of shape (batch, dim)
     step_size : float
         JKO step ``h`` (Ornstein-Uhlenbeck time) of the block.
-    n_steps, solver, probes
+    n_steps, solver, probes, fused
         As in :func:`jko_block_terms`.
 
     Returns
@@ -152,7 +159,7 @@ def jko_block_loss(velocity, x, step_size, *, n_steps=4, solver="rk4", probes=No
     True
     """
     z, logdet, kinetic, _ = jko_block_terms(
-        velocity, x, n_steps=n_steps, solver=solver, probes=probes
+        velocity, x, n_steps=n_steps, solver=solver, probes=probes, fused=fused
     )
     return (0.5 * (z**2).sum(dim=1) - logdet + kinetic / (2.0 * float(step_size))).mean()
 
@@ -257,7 +264,7 @@ def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
         loss = jko_block_loss(
             velocity, X[idx], h, n_steps=config.n_ode_steps, solver=config.ode_solver,
-            probes=probes,
+            probes=probes, fused=True,
         )
         value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
         average.update(step)

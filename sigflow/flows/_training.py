@@ -275,11 +275,13 @@ def train_flow(X, config, generator):
     return result
 
 
-def flow_nll_terms(flow, x, *, probes=None, solver_error=False, kinetic=True):
+def flow_nll_terms(flow, x, *, probes=None, solver_error=False, kinetic=True, fused=False):
     """Negative log-likelihood and kinetic energy of each row of ``x``, differentiably.
 
     Runs ``x`` through every block of ``flow`` with its fixed-step solver, integrating the
     divergence (exact, or Hutchinson with ``probes``) and ``|v|^2`` along the way.
+    ``solver_error``, ``kinetic`` and ``fused`` are passed to :func:`jko_block_terms`
+    (``fused=True``: first derivatives only, as the refinement takes them).
 
     Returns
     -------
@@ -301,7 +303,7 @@ def flow_nll_terms(flow, x, *, probes=None, solver_error=False, kinetic=True):
     for block in flow.blocks:
         x, ld, kin, *err, n = jko_block_terms(
             block, x, n_steps=flow.n_steps, solver=flow.solver, probes=probes,
-            solver_error=solver_error, kinetic=kinetic,
+            solver_error=solver_error, kinetic=kinetic, fused=fused,
         )
         logdet, energy, nfe = logdet + ld, energy + kin if kinetic else None, nfe + n
         if solver_error:
@@ -389,11 +391,13 @@ def finetune_flow(result, X, X_val, config, generator):
         use_kinetic = bool(config.kinetic_penalty)
         if config.solver_penalty:
             nll, kinetic, error, nfe = flow_nll_terms(
-                flow, X[idx], probes=probes, solver_error=True, kinetic=use_kinetic
+                flow, X[idx], probes=probes, solver_error=True, kinetic=use_kinetic, fused=True
             )
             loss = nll.mean() + config.solver_penalty * error.mean()
         else:
-            nll, kinetic, nfe = flow_nll_terms(flow, X[idx], probes=probes, kinetic=use_kinetic)
+            nll, kinetic, nfe = flow_nll_terms(
+                flow, X[idx], probes=probes, kinetic=use_kinetic, fused=True
+            )
             loss = nll.mean()
         if config.kinetic_penalty:
             loss = loss + config.kinetic_penalty * kinetic.mean()

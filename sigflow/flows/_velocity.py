@@ -179,7 +179,7 @@ class VelocityMLP(nn.Module):
         feats = torch.cat([t, torch.sin(wt), torch.cos(wt)], dim=1)
         return feats.expand(batch_shape, -1) if feats.shape[0] == 1 else feats
 
-    def prepared(self):
+    def prepared(self, *, fused=False):
         """The field with its parameters gathered once, for many evaluations in a row.
 
         An ODE solve evaluates the network tens of times with the same weights. The
@@ -188,6 +188,17 @@ class VelocityMLP(nn.Module):
         only does the per-sample work. Its results are those of :meth:`forward` and
         :meth:`forward_with_divergence`. Use it while the weights do not change (one solve,
         one training step): it keeps the values it gathered.
+
+        Parameters
+        ----------
+        fused : bool, default=False
+            For training loops: with gradients on, :meth:`with_divergence` of a
+            two-hidden-layer network is differentiated through one autograd node with a
+            hand-written backward (the chain rule written out, with the activation's second
+            derivative for the trace) instead of about twenty, whose bookkeeping cost more
+            than the arithmetic at training batch sizes. Same values; first derivatives
+            only: a backward pass that builds a graph for higher derivatives
+            (``create_graph=True``) raises. The velocity alone is never fused.
 
         Examples
         --------
@@ -199,7 +210,7 @@ class VelocityMLP(nn.Module):
         >>> torch.equal(field.with_divergence(x, 0.25)[1], net.forward_with_divergence(x, 0.25)[1])
         True
         """
-        return _PreparedMLP(self)
+        return _PreparedMLP(self, fused)
 
     def forward(self, x, t):
         """Velocity at ``x`` (batch, dim) and time ``t`` (scalar or (batch,))."""
@@ -219,10 +230,13 @@ class _PreparedMLP:
     methods compute, with the same operations.
     """
 
-    __slots__ = ("net", "weights", "weights_t", "time_weights_t", "biases", "trace", "_tb")
+    __slots__ = (
+        "net", "fused", "weights", "weights_t", "time_weights_t", "biases", "trace", "_tb"
+    )
 
-    def __init__(self, net):
+    def __init__(self, net, fused=False):
         self.net = net
+        self.fused = fused
         self.weights = tuple(net.weights)
         self.weights_t = tuple(W.T for W in self.weights)
         self.time_weights_t = tuple(U.T for U in net.time_weights)
@@ -264,7 +278,7 @@ class _PreparedMLP:
         tb = self.time_biases(t, x.shape[0])
         if self.trace is None:
             self.trace = self._trace_matrix()
-        if len(self.weights) == 3 and torch.is_grad_enabled():
+        if self.fused and len(self.weights) == 3 and torch.is_grad_enabled():
             # Training: one autograd node with a hand-written backward instead of about
             # twenty (the autograd bookkeeping cost more than the arithmetic at training
             # batch sizes). Same forward values; gradients equal to rounding.
@@ -326,8 +340,8 @@ class _TwoLayerDivergence(torch.autograd.Function):
         return v, div
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gv, gd):
+        _first_order_only()
         x, a1, h1, g1, a2, h2, g2, P, W1t, W2t, W3t, T = ctx.saved_tensors
         aux1, aux2 = ctx.aux
         need = ctx.needs_input_grad
@@ -349,6 +363,18 @@ class _TwoLayerDivergence(torch.autograd.Function):
             h2.T @ gv if need[6] else None,
             g1.T @ gP if need[7] else None,
             None,
+        )
+
+
+def _first_order_only():
+    # Grad mode is on inside a backward pass only when it builds a graph for higher
+    # derivatives; the hand-written backwards give first derivatives, so say so instead of
+    # returning gradients that silently miss their second-order part.
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "the fused training path of VelocityMLP gives first derivatives only; for "
+            "higher derivatives (create_graph=True) evaluate the network with "
+            "prepared(fused=False), forward or forward_with_divergence"
         )
 
 
