@@ -382,13 +382,13 @@ def finetune_flow(result, X, X_val, config, generator):
         monitor.update(before, params)
     losses, nfe = [], 0
     n_checks = 0 if monitor is None else 1
+    use_kinetic = bool(config.kinetic_penalty)  # the energy is not integrated when unused
     start = time.perf_counter()
     bar = _progress(config, config.finetune_iter, "refining all blocks")
     for step in range(config.finetune_iter):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config.finetune_iter, lr0, warmup)
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
-        use_kinetic = bool(config.kinetic_penalty)
         if config.solver_penalty:
             nll, kinetic, error, nfe = flow_nll_terms(
                 flow, X[idx], probes=probes, solver_error=True, kinetic=use_kinetic, fused=True
