@@ -325,11 +325,24 @@ def run_dataset(name, args):
     return rows
 
 
+def _median_rate(score, Xt, repeats=3):
+    """Rows per second of ``score(Xt)``: the median of ``repeats`` timings after a warm-up
+    (a single timing of a few seconds moved by a factor 2-3 with the machine's load)."""
+    score(Xt[:100])
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        score(Xt)
+        times.append(time.perf_counter() - t0)
+    return len(Xt) / float(np.median(times))
+
+
 def throughput_only(args):
     """Scoring rates without the full fits: sigflow's cost per sample is fixed by its solver
     and network (it does not depend on training), so a briefly trained model is timed;
     zuko's NSF likewise; zuko's CNF uses an adaptive solver whose cost grows as its field
-    is trained, so the short training here makes its rate an upper bound (favours zuko)."""
+    is trained, so the short training here makes its rate an upper bound (favours zuko).
+    Each rate is the median of three timings of the whole test set."""
     budget = args.zuko_budget or 20.0
     print(f"throughput only: sigflow-lfm defaults with max_iter=20, finetune_iter=0; "
           f"zuko trained {budget:.0f} s")
@@ -341,23 +354,13 @@ def throughput_only(args):
         X = dist.sample(5000, np.random.default_rng(args.seed))
         Xt = dist.sample(args.n_test, np.random.default_rng(args.seed + 1000))
         est = FlowDensityEstimator(max_iter=20, finetune_iter=0, random_state=args.seed).fit(X)
-        est.score_samples(Xt[:100])
-        rates = {}
-        t0 = time.perf_counter()
-        est.score_samples(Xt)
-        rates["lfm"] = len(Xt) / (time.perf_counter() - t0)
+        rates = {"lfm": _median_rate(est.score_samples, Xt)}
         nfe = est.flow_.last_nfe
         est.set_params(inference_dtype="float32")
-        est.score_samples(Xt[:100])
-        t0 = time.perf_counter()
-        est.score_samples(Xt)
-        rates["lfm32"] = len(Xt) / (time.perf_counter() - t0)
+        rates["lfm32"] = _median_rate(est.score_samples, Xt)
         for kind in ("cnf", "nsf"):
             score, _ = fit_zuko(X, kind, budget, args.seed)
-            score(Xt[:100])
-            t0 = time.perf_counter()
-            score(Xt)
-            rates[kind] = len(Xt) / (time.perf_counter() - t0)
+            rates[kind] = _median_rate(score, Xt)
         lfm, lfm32, cnf, nsf = rates["lfm"], rates["lfm32"], rates["cnf"], rates["nsf"]
         print(f"| {dist.dim} | {lfm:.0f} | {lfm32:.0f} | {cnf:.0f} | {nsf:.0f} "
               f"| {lfm / cnf:.1f}x | {lfm32 / cnf:.1f}x | {lfm / nsf:.2f}x | {nfe} |", flush=True)
