@@ -155,3 +155,88 @@ def test_mitdb_two_records(shared_data):
     # V beats of these two records are far from their record's median beat
     dist = np.linalg.norm(X[:, :24], axis=1)
     assert np.median(dist[y == "V"]) > 3 * np.median(dist[y == "N"])
+
+
+# --- records whose annotations hold no beat labels, parameter checks -----------------------
+
+
+def _write_record(folder, name, signal, fs, *, ann_samples=None, ann_symbols=None, aux=None):
+    """A real WFDB record (``.hea``/``.dat``, optional ``.atr``) written with wfdb."""
+    import warnings
+
+    signal = np.asarray(signal, dtype=np.float64)
+    if signal.ndim == 1:
+        signal = signal[:, None]
+    n_sig = signal.shape[1]
+    with warnings.catch_warnings():  # wfdb's own pandas deprecation warnings
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        import wfdb
+
+        wfdb.wrsamp(name, fs=fs, units=["mV"] * n_sig,
+                    sig_name=[f"ECG{i + 1}" for i in range(n_sig)], p_signal=signal,
+                    fmt=["16"] * n_sig, adc_gain=[200.0] * n_sig, baseline=[0] * n_sig,
+                    write_dir=str(folder))
+        if ann_samples is not None:
+            wfdb.wrann(name, "atr", np.asarray(ann_samples), symbol=list(ann_symbols),
+                       aux_note=aux, write_dir=str(folder))
+    return str(folder / name)
+
+
+def test_rhythm_only_annotations_fall_back_to_detection(tmp_path):
+    # PhysioNet afdb/vfdb annotation files hold rhythm changes ('+' with "(AFIB") only
+    from sigflow.ecg import make_synthetic_ecg
+
+    sig, fs, ann = make_synthetic_ecg(duration=30, random_state=0)
+    path = _write_record(tmp_path, "af1", sig, fs, ann_samples=[10, 5000],
+                         ann_symbols=["+", "+"], aux=["(N", "(AFIB"])
+    rec = load_record(path)
+    assert rec.has_annotations and len(rec.ann_samples) == 2
+    with pytest.warns(UserWarning, match=r"record af1: its annotations hold no beat labels"):
+        beats = segment_beats(rec, lead=0)
+    assert not beats.annotated
+    assert abs(len(beats) - len(ann["sample"])) <= 1
+    assert set(beats.labels.tolist()) == {""} and set(beats.symbols.tolist()) == {""}
+    # the same beats as for a record without annotations
+    assert np.array_equal(beats.samples, segment_beats(rec, lead=0, use_annotations=False).samples)
+    with pytest.warns(UserWarning, match="no beat labels"):
+        X, y, groups = load_beats([path], lead=0)
+    assert len(X) == len(beats) and set(y.tolist()) == {""} and set(groups.tolist()) == {"af1"}
+
+
+@pytest.mark.parametrize("local_beats", [0, -3, 2.5, True, "10"])
+def test_segment_beats_rejects_bad_local_beats(local_beats):
+    with pytest.raises(ValueError, match=r"local_beats must be a positive integer"):
+        segment_beats(example_records()[0], local_beats=local_beats)
+
+
+@pytest.mark.parametrize("window", [(-0.1, 0.3), (0.2, 0.0), (0.2, -0.1), (0.2,), 0.5,
+                                    (0.2, float("nan")), ("a", 0.3)])
+def test_segment_beats_rejects_bad_window(window):
+    with pytest.raises(ValueError, match=r"window must be"):
+        segment_beats(example_records()[0], window=window)
+
+
+def test_segment_beats_window_limits():
+    path = example_records()[0]
+    # nothing before the R peak is a valid window (it starts at the R peak)
+    beats = segment_beats(path, window=(0, 0.2), n_morphology=12)
+    assert beats.features.shape[1] == 12 + 2 + 5 and np.isfinite(beats.features).all()
+    with pytest.raises(ValueError, match=r"covers no sample after the R peak"):
+        segment_beats(path, window=(0.2, 0.001), n_morphology=4)
+
+
+def test_segment_beats_rejects_an_unknown_detector_even_with_annotations():
+    with pytest.raises(ValueError, match=r"detector must be one of"):
+        segment_beats(example_records()[0], detector="foo")
+
+
+def test_beats_know_their_channel():
+    import dataclasses
+
+    rec = load_record(example_records()[0])
+    two = dataclasses.replace(rec, signal=np.column_stack([rec.signal[:, 0] * 0.5,
+                                                           rec.signal[:, 0]]),
+                              leads=["ECG", "ECG"], units=["mV", "mV"])
+    assert segment_beats(two, lead=1).channel == 1
+    assert segment_beats(two, lead=0).channel == 0
+    assert segment_beats(rec).channel == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -118,6 +120,119 @@ def test_ecg_does_not_import_torch():
     code = "import sys, sigflow.ecg; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- multi-segment records, annotations at another sampling frequency ------------------------
+
+
+@contextlib.contextmanager
+def _wfdb_quietly():
+    """wfdb, its own pandas deprecation warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        import wfdb
+
+        yield wfdb
+
+
+def _write(folder, name, signal, fs, leads=("MLII",), ann=None):
+    """A real WFDB record (and its ``.atr`` at ``ann_fs`` when ``ann`` is given)."""
+    with _wfdb_quietly() as wfdb:
+        signal = np.asarray(signal, dtype=np.float64).reshape(len(signal), -1)
+        n = signal.shape[1]
+        wfdb.wrsamp(name, fs=fs, units=["mV"] * n, sig_name=list(leads), p_signal=signal,
+                    fmt=["16"] * n, adc_gain=[200.0] * n, baseline=[0] * n,
+                    write_dir=str(folder))
+        if ann is not None:
+            samples, symbols, ann_fs = ann
+            wfdb.wrann(name, "atr", np.asarray(samples), symbol=list(symbols), fs=ann_fs,
+                       write_dir=str(folder))
+
+
+def _synthetic(duration, fs=360.0):
+    from sigflow.ecg import make_synthetic_ecg
+
+    return make_synthetic_ecg(duration=duration, fs=fs, random_state=0)
+
+
+def test_multi_segment_record_is_read_as_one(tmp_path):
+    sig, fs, ann = _synthetic(40)
+    half = len(sig) // 2
+    _write(tmp_path, "seg0", sig[:half], fs)
+    _write(tmp_path, "seg1", sig[half:], fs)
+    (tmp_path / "multi.hea").write_text(
+        f"multi/2 1 {fs:g} {len(sig)}\nseg0 {half}\nseg1 {len(sig) - half}\n"
+    )
+    with _wfdb_quietly() as wfdb:
+        wfdb.wrann("multi", "atr", ann["sample"], symbol=list(ann["symbol"]),
+                   write_dir=str(tmp_path))
+    rec = load_record(tmp_path / "multi")
+    assert rec.name == "multi" and rec.fs == fs and rec.leads == ["MLII"]
+    assert rec.signal.shape == (len(sig), 1)
+    np.testing.assert_allclose(rec.signal[:, 0], sig, atol=0.5 / 200 + 1e-12)  # ADC rounding
+    assert np.array_equal(rec.ann_samples, ann["sample"])
+    assert len(segment_beats(rec)) == len(ann["sample"])
+
+
+def test_multi_segment_record_with_a_gap(tmp_path):
+    # variable layout: a layout segment (length 0), then segments and a null segment '~'
+    sig, fs, _ = _synthetic(30)
+    half, gap = len(sig) // 2, 720
+    _write(tmp_path, "seg0", sig[:half], fs)
+    _write(tmp_path, "seg1", sig[half:], fs)
+    (tmp_path / "lay.hea").write_text(f"lay 1 {fs:g} 0\n~ 0 200/mV 16 0 0 0 0 MLII\n")
+    (tmp_path / "multi.hea").write_text(
+        f"multi/4 1 {fs:g} {len(sig) + gap}\nlay 0\nseg0 {half}\n~ {gap}\n"
+        f"seg1 {len(sig) - half}\n"
+    )
+    rec = load_record(tmp_path / "multi")
+    assert rec.signal.shape == (len(sig) + gap, 1)
+    assert np.isnan(rec.signal[half: half + gap]).all()
+    assert np.isfinite(rec.signal[:half]).all() and np.isfinite(rec.signal[half + gap:]).all()
+
+
+def test_multi_segment_record_errors_name_the_files(tmp_path):
+    sig, fs, _ = _synthetic(20)
+    _write(tmp_path, "seg0", sig, fs)
+    (tmp_path / "multi.hea").write_text(f"multi/2 1 {fs:g} {2 * len(sig)}\nseg0 {len(sig)}\n"
+                                        f"seg1 {len(sig)}\n")
+    with pytest.raises(FileNotFoundError, match=r"seg1\.hea.*segment named in .*multi\.hea"):
+        load_record(tmp_path / "multi")
+    (tmp_path / "multi.hea").write_text(f"multi/2 1 {fs:g} {len(sig) + 100}\nseg0 {len(sig)}\n"
+                                        "~ 100\n")
+    with pytest.raises(RecordFormatError, match=r"multi\.hea has null segments"):
+        load_record(tmp_path / "multi")
+
+
+def test_annotations_at_another_sampling_frequency_are_rescaled(tmp_path):
+    # the record at 250 Hz, its annotation file written at 360 Hz (wrann stores fs)
+    sig, _, ann = _synthetic(30, fs=360.0)
+    from scipy.signal import resample_poly
+
+    x = resample_poly(sig, 25, 36)
+    _write(tmp_path, "r250", x, 250.0, ann=(ann["sample"], ann["symbol"], 360))
+    rec = load_record(tmp_path / "r250")
+    assert rec.fs == 250.0
+    expected = np.rint(ann["sample"] * 250 / 360).astype(np.int64)
+    inside = expected < rec.n_samples
+    assert np.array_equal(rec.ann_samples, expected[inside])
+    assert np.array_equal(rec.ann_symbols, np.asarray(ann["symbol"])[inside])
+    # the beats sit on the R waves of the 250 Hz signal
+    from sigflow.ecg import detect_r_peaks, rpeak_accuracy
+
+    acc = rpeak_accuracy(rec.ann_samples, detect_r_peaks(rec.signal[:, 0], 250.0), 250.0,
+                         tolerance=0.02)
+    assert acc["sensitivity"] > 0.95
+
+
+def test_annotations_outside_the_signal_are_dropped_with_a_warning(tmp_path):
+    sig, fs, ann = _synthetic(20)
+    samples = np.r_[ann["sample"], [len(sig) + 10, len(sig) + 500]]
+    _write(tmp_path, "long", sig, fs, ann=(samples, list(ann["symbol"]) + ["N", "V"], None))
+    with pytest.warns(UserWarning, match=r"long\.atr: 2 of \d+ annotations lie outside"):
+        rec = load_record(tmp_path / "long")
+    assert np.array_equal(rec.ann_samples, ann["sample"])
+    assert rec.ann_samples.max() < rec.n_samples
 
 
 # --- MIT-BIH (needs SIGFLOW_SHARED_DATA) ------------------------------------------------------

@@ -67,3 +67,34 @@ def test_detector_on_mitdb(shared_data, name):
     peaks = detect_r_peaks(rec.signal[:, rec.lead_index("MLII")], rec.fs)
     res = rpeak_accuracy(ref, peaks, rec.fs, tolerance=0.15)
     assert res["sensitivity"] >= 0.98 and res["ppv"] >= 0.98, res
+
+
+@pytest.mark.parametrize("level", [2.0, -5.0, 1000.0, 1e-9])
+def test_constant_signal_has_no_peaks(level):
+    # float rounding noise after the band-pass is not a heartbeat
+    assert detect_r_peaks(np.full(36000, level), 360).size == 0
+
+
+def test_flat_stretch_gets_no_peaks_and_beats_around_it_are_kept():
+    sig, fs, ann = make_synthetic_ecg(duration=60, random_state=3)
+    a, b = int(20 * fs), int(40 * fs)
+    x = sig.copy()
+    x[a:b] = 2.5  # a saturated (or lead-off) stretch
+    peaks = detect_r_peaks(x, fs)
+    assert not np.any((peaks > a + fs) & (peaks < b - fs))
+    outside = ann["sample"][(ann["sample"] < a - fs) | (ann["sample"] > b + fs)]
+    assert rpeak_accuracy(outside, peaks, fs)["sensitivity"] >= 0.98
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_samples_are_treated_like_nan(bad):
+    sig, fs, ann = make_synthetic_ecg(duration=20, random_state=0)
+    gap = slice(2000, 2010)
+    with_nan, with_inf = sig.copy(), sig.copy()
+    with_nan[gap] = np.nan
+    with_inf[gap] = bad
+    peaks = detect_r_peaks(with_inf, fs)
+    assert np.array_equal(peaks, detect_r_peaks(with_nan, fs))
+    assert rpeak_accuracy(ann["sample"], peaks, fs)["sensitivity"] >= 0.95
+    with_inf[::7] = bad  # many of them
+    assert rpeak_accuracy(ann["sample"], detect_r_peaks(with_inf, fs), fs)["sensitivity"] >= 0.9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ _RHYTHM_ADAPTED = ("log_pre_rr_rec", "log_post_rr_rec", "log_pre_rr_local", "log
                    "log_local_rr_rec")
 _RHYTHM_RAW = ("pre_rr", "post_rr", "local_rr", "post_pre_ratio", "record_rr")
 _SHAPE = ("qrs_amplitude", "template_corr")
+_DETECTORS = ("pan_tompkins", "xqrs")
 # floor of the per-record rhythm spread (log units, about 2 % of an RR interval): keeps very
 # regular records from blowing up timing jitter
 _RHYTHM_MIN_SPREAD = 0.02
@@ -34,7 +36,7 @@ class Beats:
         Beat features (see :func:`segment_beats`), float64.
     labels : ndarray of str, shape (n_beats,)
         AAMI classes ``"N"``, ``"S"``, ``"V"``, ``"F"``, ``"Q"``; ``""`` when
-        the record has no annotations.
+        the record has no beat annotations (the beats were detected).
     symbols : ndarray of str, shape (n_beats,)
         The MIT-BIH annotation symbols (``""`` for detected beats).
     samples : ndarray of int64, shape (n_beats,)
@@ -49,6 +51,8 @@ class Beats:
         One name per column of ``features``.
     annotated : bool
         True when the beats come from annotations, False when detected.
+    channel : int or None
+        Column of the record's signal the beats come from (None when unknown).
     """
 
     features: np.ndarray
@@ -60,6 +64,7 @@ class Beats:
     lead: str
     feature_names: list[str] = field(default_factory=list)
     annotated: bool = True
+    channel: int | None = None
 
     @property
     def times(self) -> np.ndarray:
@@ -81,6 +86,31 @@ def _choose_lead(rec: ECGRecord, lead) -> int:
             stacklevel=3,
         )
     return idx
+
+
+def _check_local_beats(local_beats):
+    if (isinstance(local_beats, bool) or not isinstance(local_beats, numbers.Integral)
+            or local_beats < 1):
+        raise ValueError(f"local_beats must be a positive integer, got {local_beats!r}")
+
+
+def _check_window(window):
+    """``(pre, post)`` seconds as floats, with 0 <= pre and 0 < post, both finite."""
+    try:
+        pre, post = window
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"window must be a pair (pre, post) of seconds before and after the R peak, "
+            f"got {window!r}"
+        ) from None
+    ok = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+             for v in (pre, post))
+    if not ok or pre < 0 or post <= 0:
+        raise ValueError(
+            "window must be (pre, post): seconds before (>= 0) and after (> 0) the R peak, "
+            f"got {window!r}"
+        )
+    return float(pre), float(post)
 
 
 def _rhythm(samples, fs, local_beats):
@@ -175,14 +205,18 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         used with a warning.
     use_annotations : bool, default=True
         Use the beat annotations when present; False always detects R peaks.
+        A record whose annotations hold no beat labels (only rhythm or noise
+        annotations such as ``"+"``) falls back to detection with a warning.
     detector : {"pan_tompkins", "xqrs"}, default="pan_tompkins"
-        R-peak detector for records without annotations.
+        R-peak detector for records without beat annotations.
     window : (float, float), default=(0.25, 0.45)
-        Seconds before and after the R peak covered by the morphology.
+        Seconds before (``>= 0``) and after (``> 0``) the R peak covered by
+        the morphology.
     n_morphology : int, default=24
         Number of morphology bins (at most the number of samples in ``window``).
     local_beats : int, default=10
-        Number of previous RR intervals forming the local rhythm.
+        Number of previous RR intervals forming the local rhythm (a positive
+        integer).
     adapt : bool, default=True
         Express features relative to the record's median beat and median RR.
 
@@ -206,10 +240,19 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     >>> sorted(set(beats.labels.tolist()))
     ['N', 'S', 'V']
     """
+    _check_local_beats(local_beats)
+    pre_s, post_s = _check_window(window)
+    if detector not in _DETECTORS:
+        raise ValueError(f"detector must be one of {_DETECTORS}, got {detector!r}")
     rec = record if isinstance(record, ECGRecord) else load_record(os.fspath(record))
     ch = _choose_lead(rec, lead)
     fs = rec.fs
-    before, after = int(round(window[0] * fs)), int(round(window[1] * fs))
+    before, after = int(round(pre_s * fs)), int(round(post_s * fs))
+    if after < 1:
+        raise ValueError(
+            f"window={window} covers no sample after the R peak at {fs:g} Hz "
+            f"(record {rec.name}): window[1] must be at least {0.5 / fs:.3g} s"
+        )
     if (not isinstance(n_morphology, (int, np.integer)) or isinstance(n_morphology, bool)
             or not 1 <= n_morphology <= before + after):
         raise ValueError(
@@ -224,6 +267,19 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     if annotated:
         cls = aami_class(rec.ann_symbols)
         keep = cls != ""
+        if not keep.any():
+            # e.g. rhythm-only annotation files ('+' with "(AFIB" notes, PhysioNet afdb/vfdb)
+            found = sorted(set(rec.ann_symbols.tolist()))
+            warnings.warn(
+                f"record {rec.name}: its annotations hold no beat labels ("
+                f"{len(rec.ann_symbols)} annotations, symbols: "
+                f"{', '.join(repr(v) for v in found[:10]) or 'none'}); detecting R peaks "
+                "instead (beats get empty labels)",
+                UserWarning,
+                stacklevel=2,
+            )
+            annotated = False
+    if annotated:
         samples = rec.ann_samples[keep].astype(np.int64)
         symbols = rec.ann_symbols[keep].astype(str)
         labels = cls[keep]
@@ -253,7 +309,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
             )
     if not valid.any():
         return Beats(np.zeros((0, n_features)), labels[:0], symbols[:0], samples[:0],
-                     rec.name, fs, rec.leads[ch], names, annotated)
+                     rec.name, fs, rec.leads[ch], names, annotated, ch)
 
     morph, win = _bin_windows(x, samples, before, after, n_morphology)
     q = max(int(round(0.06 * fs)), 1)
@@ -282,7 +338,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         rhythm = np.column_stack([pre, post, local, post / pre, np.full(len(pre), med)])
     features = np.column_stack([morph, amp, corr, rhythm]).astype(np.float64)
     return Beats(features[valid], labels[valid], symbols[valid], samples[valid], rec.name, fs,
-                 rec.leads[ch], names, annotated)
+                 rec.leads[ch], names, annotated, ch)
 
 
 def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
@@ -308,7 +364,7 @@ def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
     X : ndarray of shape (n_beats, n_features), float64
         Beat features, ready for a detector.
     y : ndarray of str, shape (n_beats,)
-        AAMI classes; ``""`` for beats of records without annotations.
+        AAMI classes; ``""`` for beats of records without beat annotations.
     groups : ndarray of str, shape (n_beats,)
         Record name of each beat (for ``GroupKFold``).
     samples : ndarray of int64, shape (n_beats,)

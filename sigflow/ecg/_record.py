@@ -116,13 +116,18 @@ class ECGRecord:
         )
 
 
-def _check_local_files(path: str) -> None:
-    """Raise a clear error for a missing header or a truncated signal file."""
+def _check_local_files(path: str, *, segment_of: str | None = None) -> None:
+    """Raise a clear error for a missing header or a truncated signal file.
+
+    A multi-segment record (its header lists segments) is checked segment by segment;
+    ``segment_of`` names the multi-segment header a segment comes from.
+    """
     wfdb = _import_wfdb()
 
     header = path + ".hea"
     if not os.path.isfile(header):
-        raise FileNotFoundError(f"WFDB header file not found: {header}")
+        where = f" (a segment named in {segment_of})" if segment_of else ""
+        raise FileNotFoundError(f"WFDB header file not found: {header}{where}")
     try:
         with _quiet_wfdb():
             head = wfdb.rdheader(path)
@@ -130,6 +135,23 @@ def _check_local_files(path: str) -> None:
         raise RecordFormatError(f"malformed WFDB header {header}: {exc}") from exc
     if head.n_sig in (None, 0) or head.fs in (None, 0):
         raise RecordFormatError(f"malformed WFDB header {header}: no signals or no sampling rate")
+    if getattr(head, "seg_name", None) is not None:
+        if segment_of is not None:
+            raise RecordFormatError(
+                f"malformed WFDB header {header}: a segment of the multi-segment record "
+                f"{segment_of} is itself multi-segment"
+            )
+        fixed = not head.seg_len or int(head.seg_len[0] or 0) != 0  # no layout segment
+        if fixed and "~" in head.seg_name:
+            raise RecordFormatError(
+                f"multi-segment WFDB record {header} has null segments ('~') but no layout "
+                "segment (a first segment of length 0): wfdb cannot join its segments"
+            )
+        folder = os.path.dirname(path)
+        for seg in head.seg_name:
+            if seg and seg != "~":  # "~": a null segment (a gap), no files
+                _check_local_files(os.path.join(folder, seg), segment_of=header)
+        return
     if head.sig_len in (None, 0) or head.file_name is None:
         return
     folder = os.path.dirname(path)
@@ -157,6 +179,32 @@ def _check_local_files(path: str) -> None:
             )
 
 
+def _annotations_at(ann, fs, n_samples, ann_file):
+    """Annotation sample indices at the record's rate ``fs`` and their symbols.
+
+    An annotation file may carry its own sampling frequency (``ann.fs``); its sample
+    numbers are then rescaled to ``fs`` (rounded to the nearest sample). Annotations
+    outside the signal, ``[0, n_samples)``, are dropped with a warning.
+    """
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    symbols = np.asarray(ann.symbol, dtype=object).astype(str)
+    ann_fs = getattr(ann, "fs", None)
+    if ann_fs is not None and np.isfinite(float(ann_fs)) and float(ann_fs) > 0:
+        ann_fs = float(ann_fs)
+        if not math.isclose(ann_fs, fs, rel_tol=1e-9):
+            samples = np.rint(samples * (fs / ann_fs)).astype(np.int64)
+    inside = (samples >= 0) & (samples < n_samples)
+    if not inside.all():
+        warnings.warn(
+            f"annotation file {ann_file}: {int((~inside).sum())} of {len(samples)} annotations "
+            f"lie outside the record's {n_samples} samples and are dropped",
+            UserWarning,
+            stacklevel=3,
+        )
+        samples, symbols = samples[inside], symbols[inside]
+    return samples, symbols
+
+
 def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     """Read a WFDB record, in physical units, with its annotations when present.
 
@@ -165,7 +213,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     path : str or path-like
         Record path without extension (as :func:`wfdb.rdrecord` takes it),
         e.g. ``"data/mitdb/101"``. With ``pn_dir``, the record name only
-        (e.g. ``"101"``).
+        (e.g. ``"101"``). A multi-segment record is read as one record
+        (samples of null segments are NaN).
     pn_dir : str, default=None
         PhysioNet database directory (e.g. ``"mitdb"``) to stream the record
         from instead of local files; needs network access.
@@ -173,7 +222,10 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         Channels to read (all by default).
     annotation : str or None, default="atr"
         Annotation file extension. The annotations are read when the file
-        exists (always tried with ``pn_dir``); None skips them.
+        exists (always tried with ``pn_dir``); None skips them. When the
+        annotation file states its own sampling frequency, its sample numbers
+        are rescaled to the record's; annotations outside the
+        signal are dropped with a warning.
 
     Returns
     -------
@@ -207,7 +259,9 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         _check_local_files(path)
     try:
         with _quiet_wfdb():
-            rec = wfdb.rdrecord(path, channels=channels, physical=True, pn_dir=pn_dir)
+            # m2s: a multi-segment record is read as one record (gaps as NaN)
+            rec = wfdb.rdrecord(path, channels=channels, physical=True, pn_dir=pn_dir,
+                                m2s=True)
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -237,8 +291,9 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
                         f"malformed WFDB annotation file {ann_file}: {exc}"
                     ) from exc
             if ann is not None:
-                ann_samples = np.asarray(ann.sample, dtype=np.int64)
-                ann_symbols = np.asarray(ann.symbol, dtype=object).astype(str)
+                ann_samples, ann_symbols = _annotations_at(
+                    ann, float(rec.fs), signal.shape[0], ann_file
+                )
     return ECGRecord(
         name=name,
         signal=signal,
