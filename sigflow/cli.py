@@ -36,6 +36,31 @@ examples:
 """
 
 
+def _int_at_least(text, low, what):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+
+def _positive_int(text):
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def _non_negative_int(text):
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _seed(text):
+    value = _int_at_least(text, 0, "an integer from 0 to 2**32 - 1")
+    if value > 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {value}")
+    return value
+
+
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="sigflow",
@@ -51,22 +76,26 @@ def _build_parser():
     def common(p):
         p.add_argument("--out", default="sigflow-out", help="output folder (default: %(default)s)")
         p.add_argument(
-            "--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda'"
+            "--device",
+            default="auto",
+            help="'auto' (CUDA when available), 'cpu' or 'cuda' (default: %(default)s)",
         )
         p.add_argument(
             "--lead", default="MLII",
             help="lead to analyse, by name or channel index (default: %(default)s)",
         )
-        p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+        p.add_argument(
+            "--seed", type=_seed, default=0, help="random seed (default: %(default)s)"
+        )
         p.add_argument(
             "--max-iter",
-            type=int,
+            type=_positive_int,
             default=None,
             help="optimisation steps per flow block (default: the detector's default)",
         )
         p.add_argument(
             "--finetune-iter",
-            type=int,
+            type=_non_negative_int,
             default=None,
             help="steps of the likelihood refinement of all blocks together; 0 skips it and "
             "fits several times faster (default: the detector's default with --normal-only, "
@@ -124,6 +153,21 @@ def _segment(records, lead, quiet, desc):
     return out
 
 
+def _drop_beatless(loaded, stream, what):
+    """``loaded`` without the records that have no beats, each skipped with a message."""
+    kept = []
+    for record, beats in loaded:
+        if len(beats):
+            kept.append((record, beats))
+        else:
+            print(
+                f"skipping {what} {beats.record} ({record.path or record.name}): no beats found "
+                f"in lead {beats.lead} (flat or missing signal, or too short)",
+                file=stream,
+            )
+    return kept
+
+
 def run_detection(
     records,
     *,
@@ -141,12 +185,19 @@ def run_detection(
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
 
-    Returns a dict with the fitted detector, the per-record results and the output paths.
+    Records without any beat (a flat lead, say) are skipped with a message on ``stream``
+    and get no CSV; a ValueError names the records when none has beats to score or to
+    train on.
+
+    Returns a dict with the fitted detector, the per-record results and the output paths,
+    and the names of the skipped records (``"skipped"``).
     """
     from sigflow.ecg import make_beat_detector
 
     stream = stream or sys.stdout
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} is an existing file, not a folder (--out)")
     loaded = _segment(records, lead, quiet, "reading records")
     names = [b.record for _, b in loaded]
     same = sorted({name for name in names if names.count(name) > 1})
@@ -157,17 +208,36 @@ def run_detection(
                         for name in same)
             + "; score them in separate runs or with different --out folders"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    train_beats = [
-        b
-        for _, b in (_segment(train, lead, quiet, "reading training records") if train else loaded)
-    ]
+    scored = _drop_beatless(loaded, stream, "record")
+    if not scored:
+        raise ValueError(
+            "no beats found in any record to score: "
+            + ", ".join(str(b.record) for _, b in loaded)
+        )
+    if train:
+        train_loaded = _segment(train, lead, quiet, "reading training records")
+        train_beats = [b for _, b in _drop_beatless(train_loaded, stream, "training record")]
+        train_names = [str(b.record) for _, b in train_loaded]
+    else:
+        train_beats = [b for _, b in scored]
+        train_names = [str(b.record) for _, b in loaded]
+    if not train_beats:
+        raise ValueError("no training beats found in the records: " + ", ".join(train_names))
     X_train = np.concatenate([b.features for b in train_beats])
     if normal_only:
         labels = np.concatenate([b.labels for b in train_beats])
         if not np.any(labels != ""):
-            raise ValueError("--normal-only needs beat annotations in the training records")
+            raise ValueError(
+                "--normal-only needs beat annotations in the training records: "
+                + ", ".join(str(b.record) for b in train_beats)
+            )
         X_train = X_train[labels == "N"]
+        if not len(X_train):
+            raise ValueError(
+                "--normal-only: no beat annotated as normal (N) in the training records: "
+                + ", ".join(str(b.record) for b in train_beats)
+            )
+    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     params = {} if max_iter is None else {"max_iter": max_iter}
     if finetune_iter is None and not normal_only:
@@ -188,7 +258,7 @@ def run_detection(
     )
     flow_det = detector[-1]
     results = []
-    for record, b in _progress(loaded, quiet, "scoring"):
+    for record, b in _progress(scored, quiet, "scoring"):
         Xt = detector[:-1].transform(b.features)
         score = flow_det.score_samples(Xt)
         pvalue = flow_det.score_pvalues(Xt)
@@ -221,7 +291,30 @@ def run_detection(
             }
         )
         print(f"{b.record}: {len(b)} beats, {int(flag.sum())} flagged -> {csv_path}", file=stream)
-    return {"detector": detector, "results": results}
+    skipped = [b.record for _, b in loaded if not len(b)]
+    return {"detector": detector, "results": results, "skipped": skipped}
+
+
+def _plot_figure(record, beats, score, offset):
+    """The trace of the channel the beats come from, beats coloured by anomaly score."""
+    from sigflow.ecg import plot_scores
+
+    channel = beats.channel
+    if channel is None:  # Beats made without a channel index: find the lead by name
+        channel = record.lead_index(beats.lead)
+        channel = 0 if channel is None else channel
+    units = record.units[channel] if channel < len(record.units) else ""
+    return plot_scores(
+        record.signal[:, channel],
+        record.fs,
+        beats.samples,
+        offset - score,
+        threshold=0.0,
+        labels=beats.labels if np.any(beats.labels != "") else None,
+        lead=beats.lead,
+        units=units or None,
+        title=f"{beats.record}: anomaly score (threshold at 0)",
+    )
 
 
 def _plot(record, beats, score, offset, out):
@@ -234,19 +327,7 @@ def _plot(record, beats, score, offset, out):
         return None
     import matplotlib.pyplot as plt
 
-    from sigflow.ecg import plot_scores
-
-    channel = record.lead_index(beats.lead)
-    fig = plot_scores(
-        record.signal[:, 0 if channel is None else channel],
-        record.fs,
-        beats.samples,
-        offset - score,
-        threshold=0.0,
-        labels=beats.labels if np.any(beats.labels != "") else None,
-        lead=beats.lead,
-        title=f"{beats.record}: anomaly score (threshold at 0)",
-    )
+    fig = _plot_figure(record, beats, score, offset)
     path = out / f"{beats.record}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -128,3 +128,137 @@ def test_refinement_runs_only_on_known_normal_training_beats(tmp_path):
     assert unsupervised.finetune_iter == 0 and unsupervised.finetune_stats_ is None
     explicit = run_detection(record, finetune_iter=3, **common)["detector"][-1]
     assert explicit.finetune_iter == 3 and explicit.finetune_stats_["n_iter"] <= 3
+
+
+# --- records without beats, multi-segment records, plot channel, option checks --------------
+
+_FAST = ["--max-iter", "2", "--finetune-iter", "0", "--no-plot", "-q"]
+
+
+def _write_record(folder, name, signal, fs=360.0, *, leads=None, units=None, ann=None):
+    """A real WFDB record written with wfdb (``ann``: samples and symbols for ``.atr``)."""
+    import warnings
+
+    signal = np.asarray(signal, dtype=np.float64).reshape(len(signal), -1)
+    n = signal.shape[1]
+    with warnings.catch_warnings():  # wfdb's own pandas deprecation warnings
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        import wfdb
+
+        wfdb.wrsamp(name, fs=fs, units=units or ["mV"] * n, sig_name=leads or ["MLII"] * n,
+                    p_signal=signal, fmt=["16"] * n, adc_gain=[200.0] * n, baseline=[0] * n,
+                    write_dir=str(folder))
+        if ann is not None:
+            wfdb.wrann(name, "atr", np.asarray(ann[0]), symbol=list(ann[1]),
+                       write_dir=str(folder))
+    return str(folder / name)
+
+
+def _ecg(duration=40, seed=0):
+    from sigflow.ecg import make_synthetic_ecg
+
+    return make_synthetic_ecg(duration=duration, v_rate=0.1, random_state=seed)
+
+
+def test_a_record_without_beats_is_skipped(tmp_path, capsys):
+    sig, fs, ann = _ecg()
+    good = _write_record(tmp_path, "good", sig, fs, ann=(ann["sample"], ann["symbol"]))
+    flat = _write_record(tmp_path, "flat", np.zeros(int(10 * fs)), fs)
+    out = tmp_path / "out"
+    assert main(["detect", good, flat, "--out", str(out), *_FAST]) == 0
+    stdout = capsys.readouterr().out
+    assert "skipping record flat" in stdout and "no beats found" in stdout
+    assert "from 1 record(s)" in stdout
+    assert (out / "good.csv").exists() and not (out / "flat.csv").exists()
+    assert len(_read(out / "good.csv")) == len(ann["sample"])
+
+
+def test_no_beats_at_all_is_a_clear_error(tmp_path, capsys):
+    sig, fs, _ = _ecg(20)
+    good = _write_record(tmp_path, "good", sig, fs)
+    flat1 = _write_record(tmp_path, "flat1", np.zeros(int(10 * fs)), fs)
+    flat2 = _write_record(tmp_path, "flat2", np.full(int(10 * fs), 1.5), fs)
+    assert main(["detect", flat1, flat2, "--out", str(tmp_path / "o1"), *_FAST]) == 1
+    err = capsys.readouterr().err
+    assert "no beats found in any record to score: flat1, flat2" in err
+    assert "Traceback" not in err and not (tmp_path / "o1").exists()
+    assert main(["detect", good, "--train", flat1, "--out", str(tmp_path / "o2"), *_FAST]) == 1
+    err = capsys.readouterr().err
+    assert "no training beats found in the records: flat1" in err
+
+
+def test_detect_reads_a_multi_segment_record(tmp_path, capsys):
+    sig, fs, ann = _ecg()
+    half = len(sig) // 2
+    _write_record(tmp_path, "seg0", sig[:half], fs)
+    _write_record(tmp_path, "seg1", sig[half:], fs)
+    (tmp_path / "multi.hea").write_text(
+        f"multi/2 1 {fs:g} {len(sig)}\nseg0 {half}\nseg1 {len(sig) - half}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "multi"), "--out", str(out), *_FAST]) == 0
+    rows = _read(out / "multi.csv")
+    assert abs(len(rows) - len(ann["sample"])) <= 1  # detected: no annotation file
+    capsys.readouterr()
+    # a multi-segment record that cannot be read is a one-line error, not a traceback
+    (tmp_path / "bad.hea").write_text(f"bad/2 1 {fs:g} {2 * half}\nseg0 {half}\nnope {half}\n")
+    assert main(["detect", str(tmp_path / "bad"), "--out", str(out), *_FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sigflow: error:") and "nope.hea" in err and "Traceback" not in err
+
+
+def test_plot_draws_the_channel_of_the_beats_in_its_units():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from sigflow.cli import _plot_figure
+    from sigflow.ecg import load_record
+
+    rec = load_record(example_records()[0])
+    # two channels with the same name, in microvolts; the second is the one analysed
+    signal = np.column_stack([np.zeros(rec.n_samples), rec.signal[:, 0] * 1000])
+    rec = dataclasses.replace(rec, signal=signal, leads=["ECG", "ECG"], units=["uV", "uV"])
+    beats = segment_beats(rec, lead="1")
+    assert beats.channel == 1
+    score = np.zeros(len(beats))
+    fig = _plot_figure(rec, beats, score, 1.0)
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_ydata(), rec.signal[:, 1])
+    assert fig.axes[0].get_ylabel() == "ECG (uV)"
+    plt.close(fig)
+
+
+def test_out_pointing_at_a_file_is_a_one_line_error(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("")
+    assert main(["detect", example_records()[0], "--out", str(target), *_FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is an existing file, not a folder" in err
+    assert str(target) in err
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [("--max-iter", "0", "positive integer"), ("--max-iter", "-5", "positive integer"),
+     ("--max-iter", "abc", "not an integer"), ("--finetune-iter", "-1", "integer >= 0"),
+     ("--seed", "-1", "0 to 2\\*\\*32 - 1"), ("--seed", str(2**32), "0 to 2\\*\\*32 - 1")],
+)
+def test_bad_numbers_are_refused_before_reading_records(tmp_path, capsys, option, value, match):
+    # the record does not exist: the option is checked first
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", str(tmp_path / "nope"), option, value, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err
+    import re
+
+    assert re.search(match, err) and "nope" not in err
+
+
+def test_device_help_shows_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["detect", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "'cpu' or 'cuda' (default: auto)" in out

@@ -53,3 +53,19 @@ def test_plot_score_histogram(with_labels):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_plot_scores_units(record):
+    import matplotlib.pyplot as plt
+
+    x, fs, s = record.signal[:, 0], record.fs, record.ann_samples
+    scores = np.zeros(len(s))
+    fig = plot_scores(x, fs, s, scores, lead="ECG")
+    assert fig.axes[0].get_ylabel() == "ECG (mV)"  # the default stays mV
+    plt.close(fig)
+    fig = plot_scores(x * 1000, fs, s, scores, lead="ECG", units="uV")
+    assert fig.axes[0].get_ylabel() == "ECG (uV)"
+    plt.close(fig)
+    fig = plot_scores(x, fs, s, scores, lead="ECG", units=None)
+    assert fig.axes[0].get_ylabel() == "ECG"
+    plt.close(fig)

@@ -231,3 +231,31 @@ def test_filters_short_rows_and_dtypes():
     Xi = np.arange(50).reshape(1, 50) % 7
     np.testing.assert_allclose(NotchFilter(250.0).fit_transform(Xi),
                                NotchFilter(250.0).fit_transform(Xi.astype(float)))
+
+
+@pytest.mark.parametrize(
+    "filt",
+    [BandpassFilter(fs=128.0, low=1.0, high=40.0), BaselineWanderRemover(fs=128.0),
+     NotchFilter(fs=128.0, freq=50.0)],
+    ids=lambda f: type(f).__name__,
+)
+def test_filters_keep_feature_names_and_support_set_output(filt):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 256))
+    names = np.array([f"t{i}" for i in range(256)], dtype=object)
+    # one-to-one on columns: the names go through unchanged
+    fitted = clone(filt).fit(pd.DataFrame(X, columns=names))
+    assert list(fitted.get_feature_names_out()) == list(names)
+    assert list(clone(filt).fit(X).get_feature_names_out()) == [f"x{i}" for i in range(256)]
+    out = clone(filt).set_output(transform="pandas").fit_transform(pd.DataFrame(X, columns=names))
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(names)
+    np.testing.assert_allclose(out.to_numpy(), clone(filt).fit_transform(X))
+    # in a Pipeline with SpectralFeatures
+    features = ("dominant_frequency", "spectral_entropy")
+    pipe = make_pipeline(clone(filt), SpectralFeatures(fs=128.0, features=features))
+    plain = pipe.fit_transform(X)
+    assert list(pipe.get_feature_names_out()) == list(features)
+    df = pipe.set_output(transform="pandas").fit_transform(X)
+    assert isinstance(df, pd.DataFrame) and list(df.columns) == list(features)
+    np.testing.assert_allclose(df.to_numpy(), plain)

@@ -18,7 +18,7 @@ def _pyplot():
 
 
 def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, start=0.0,
-                duration=None, lead="", title=None, ax=None):
+                duration=None, lead="", title=None, ax=None, units="mV"):
     """Plot an ECG trace with each beat coloured by its anomaly score.
 
     Parameters
@@ -46,6 +46,9 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
         Figure title.
     ax : sequence of two matplotlib Axes, default=None
         Axes for the trace and the score panel; a new figure when None.
+    units : str or None, default="mV"
+        Physical units of ``signal`` for the axis label (e.g. a record's
+        ``units[channel]``); None or ``""`` leaves them out.
 
     Returns
     -------
@@ -97,7 +100,10 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
                              ha="center", fontsize=8, color="C3")
     fig.colorbar(pts, ax=[ax0, ax1], label="anomaly score", pad=0.01)
     ax1.plot(samples[sel] / fs, scores[sel], ".-", color="0.4", lw=0.6, ms=4)
-    ax0.set_ylabel(f"{lead} (mV)" if lead else "mV")
+    if units:
+        ax0.set_ylabel(f"{lead} ({units})" if lead else str(units))
+    else:
+        ax0.set_ylabel(lead or "")
     ax1.set_ylabel("score")
     ax1.set_xlabel("time (s)")
     if title:

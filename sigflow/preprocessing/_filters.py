@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 import scipy.signal
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import _as_real_signal, _check_axis, _check_int, _raise_nonfinite
@@ -205,8 +205,12 @@ def notch_filter(x, fs, freq=50.0, quality=30.0, axis=-1):
     return _filtfilt(_notch_sos(fs, freq, quality), x, axis)
 
 
-class _RowFilter(TransformerMixin, BaseEstimator):
-    """Shared fit/transform of the filter transformers: one signal per row."""
+class _RowFilter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Shared fit/transform of the filter transformers: one signal per row.
+
+    Filtering keeps every column (time sample) in place, so the output feature names
+    are the input ones (``get_feature_names_out``) and ``set_output`` works.
+    """
 
     def _design(self):  # pragma: no cover - abstract
         raise NotImplementedError
