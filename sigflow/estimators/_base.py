@@ -542,10 +542,13 @@ class BaseFlowEstimator(BaseEstimator):
             shifts = torch.as_tensor(offsets / self.scale_, dtype=dtype, device=self.device_)
         probes = None if self.probes_ is None else self.probes_.to(self.device_, dtype)
         out = []
+        workspace = {}  # buffers of the allocation-free solver, reused by every chunk
         with torch.no_grad():
             for chunk in torch.split(Xs, _SCORE_CHUNK):
                 total = sum(
-                    flow.log_prob(chunk if u is None else chunk + u, probes=probes)
+                    flow.log_prob(
+                        chunk if u is None else chunk + u, probes=probes, workspace=workspace
+                    )
                     for u in shifts
                 )
                 out.append((total / len(shifts)).cpu().numpy())
@@ -557,15 +560,17 @@ class BaseFlowEstimator(BaseEstimator):
         out = []
         flow, dtype = self._inference_flow()
         if inverse:
-            Z = torch.as_tensor(X, dtype=dtype, device=self.device_)
+            # a copy: X may be read-only (a joblib memmap), which torch will not share
+            Z = torch.tensor(X, dtype=dtype, device=self.device_)
         else:
             Z = self._standardised_tensor(X, dtype)
+        workspace = {}
         with torch.no_grad():
             for chunk in torch.split(Z, _SCORE_CHUNK):
                 if inverse:
-                    out.append(flow.inverse(chunk).cpu().numpy())
+                    out.append(flow.inverse(chunk, workspace=workspace).cpu().numpy())
                 else:
-                    out.append(flow(chunk)[0].cpu().numpy())
+                    out.append(flow(chunk, workspace=workspace)[0].cpu().numpy())
         Y = np.concatenate(out).astype(np.float64) if out else np.empty((0, self.n_features_in_))
         return Y * self.scale_ + self.location_ if inverse else Y
 

@@ -13,6 +13,7 @@ from ._ode import (
     evaluations_per_step,
     integrate_adaptive,
     integrate_fixed,
+    integrate_fixed_into,
     integrate_fixed_with_error,
 )
 from ._training import (
@@ -45,6 +46,7 @@ __all__ = [
     "hutchinson_divergence",
     "integrate_adaptive",
     "integrate_fixed",
+    "integrate_fixed_into",
     "integrate_fixed_with_error",
     "jko_block_loss",
     "jko_block_terms",

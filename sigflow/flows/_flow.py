@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._divergence import exact_divergence, hutchinson_divergence
-from ._ode import integrate_adaptive, integrate_fixed
+from ._ode import FIXED_STEP_SOLVERS, integrate_adaptive, integrate_fixed, integrate_fixed_into
 
 __all__ = ["FlowBlock", "Flow", "standard_normal_log_prob"]
 
@@ -74,16 +74,37 @@ class FlowBlock(nn.Module):
 
         return velocity, with_divergence
 
-    def push(self, x, *, inverse=False, logdet=False, n_steps=8, solver="rk4", probes=None):
+    def push(
+        self, x, *, inverse=False, logdet=False, n_steps=8, solver="rk4", probes=None,
+        workspace=None,
+    ):
         """Map ``x`` through the block (or its inverse).
 
         Returns ``(y, logdet, nfe)`` where ``logdet`` is the log-determinant of the Jacobian of
         the map in the direction of travel: ``int_0^1 div v dt`` forwards, its negative
         (integrated from 1 back to 0) for the inverse; ``None`` when not asked for.
+
+        Without autograd (``torch.no_grad()``), a fixed-step push of a
+        :class:`VelocityMLP` (exact divergence with one or two hidden layers, or no
+        divergence) runs allocation-free through :func:`integrate_fixed_into`, with the same
+        results; ``workspace``, a dict, then holds its buffers across calls.
         """
         t0, t1 = (1.0, 0.0) if inverse else (0.0, 1.0)
         if solver == "dopri5":
             return self._push_adaptive(x, t0, t1, logdet, probes)
+        if (
+            solver in FIXED_STEP_SOLVERS
+            and probes is None
+            and not torch.is_grad_enabled()
+            and hasattr(self.velocity, "prepared")
+        ):
+            velocity = self.velocity.prepared()
+            if hasattr(velocity, "into") and velocity.supports_into(divergence=logdet):
+                ws = {} if workspace is None else workspace
+                return integrate_fixed_into(
+                    lambda t, y, v, div: velocity.into(y, t, v, div, ws),
+                    x, t0, t1, n_steps, solver, logdet=logdet, workspace=ws,
+                )
         velocity, with_divergence = self.field(probes)
         if logdet:
             (y, ld), nfe = integrate_fixed(
@@ -150,10 +171,15 @@ class Flow(nn.Module):
         self.blocks.append(block)
         return self
 
-    def forward(self, x, *, logdet=False, probes=None, n_blocks=None, solver=None):
-        """Push data to latent space. Returns ``(z, logdet or None)``."""
+    def forward(self, x, *, logdet=False, probes=None, n_blocks=None, solver=None, workspace=None):
+        """Push data to latent space. Returns ``(z, logdet or None)``.
+
+        ``workspace``: a dict for the buffers of inference without autograd (see
+        :meth:`FlowBlock.push`), to reuse across calls on batches of one size.
+        """
         total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if logdet else None
         nfe = 0
+        workspace = {} if workspace is None else workspace
         for block in list(self.blocks)[:n_blocks]:
             x, ld, n = block.push(
                 x,
@@ -161,6 +187,7 @@ class Flow(nn.Module):
                 n_steps=self.n_steps,
                 solver=solver or self.solver,
                 probes=probes,
+                workspace=workspace,
             )
             nfe += n
             if logdet:
@@ -168,20 +195,22 @@ class Flow(nn.Module):
         self.last_nfe = nfe
         return x, total
 
-    def inverse(self, z, *, solver=None):
+    def inverse(self, z, *, solver=None, workspace=None):
         """Pull latent points back to data space (blocks run backwards)."""
         nfe = 0
+        workspace = {} if workspace is None else workspace
         for block in reversed(self.blocks):
             z, _, n = block.push(
-                z, inverse=True, n_steps=self.n_steps, solver=solver or self.solver
+                z, inverse=True, n_steps=self.n_steps, solver=solver or self.solver,
+                workspace=workspace,
             )
             nfe += n
         self.last_nfe = nfe
         return z
 
-    def log_prob(self, x, *, probes=None):
-        """Log-density of each row of ``x`` under the flow."""
-        z, ld = self.forward(x, logdet=True, probes=probes)
+    def log_prob(self, x, *, probes=None, workspace=None):
+        """Log-density of each row of ``x`` under the flow (``workspace``: see :meth:`forward`)."""
+        z, ld = self.forward(x, logdet=True, probes=probes, workspace=workspace)
         return standard_normal_log_prob(z) + ld
 
     def sample(self, n, *, generator=None, solver=None):

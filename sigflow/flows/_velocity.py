@@ -73,6 +73,53 @@ _SECOND_ORDER = {
 }
 
 
+# name -> (a, ws, key) -> (f(a), f'(a)) written into the workspace's buffers, with exactly the
+# operations of ``_ACTIVATIONS`` (so values are bit for bit the same; ``-s + 1`` is ``1 - s``
+# in IEEE arithmetic). ``a`` may be overwritten. For inference without autograd: scoring a
+# large batch otherwise allocates a dozen fresh (batch, width) tensors per evaluation.
+def _silu_into(a, ws, key):
+    s, h, g = _buffer(ws, key + "s", a), _buffer(ws, key + "h", a), _buffer(ws, key + "g", a)
+    torch.sigmoid(a, out=s)
+    torch.mul(a, s, out=h)
+    torch.neg(s, out=g)
+    g.add_(1.0).mul_(h).add_(s)  # s + h (1 - s)
+    return h, g
+
+
+def _softplus_into(a, ws, key):
+    h, g = _buffer(ws, key + "h", a), _buffer(ws, key + "g", a)
+    torch.ops.aten.softplus.out(a, 1, 20, out=h)
+    torch.sigmoid(a, out=g)
+    return h, g
+
+
+def _tanh_into(a, ws, key):
+    h, g = _buffer(ws, key + "h", a), _buffer(ws, key + "g", a)
+    torch.tanh(a, out=h)
+    torch.mul(h, h, out=g)
+    g.neg_().add_(1.0)  # 1 - h^2
+    return h, g
+
+
+_INTO = {"silu": _silu_into, "softplus": _softplus_into, "tanh": _tanh_into}
+
+# name -> (a, out) -> f(a) written into ``out``, the same kernels as ``_ACTIVATIONS``' first entry.
+_ACT_INTO = {
+    "silu": lambda a, out: torch.ops.aten.silu.out(a, out=out),
+    "softplus": lambda a, out: torch.ops.aten.softplus.out(a, 1, 20, out=out),
+    "tanh": lambda a, out: torch.tanh(a, out=out),
+}
+
+
+def _buffer(ws, key, like, shape=None):
+    """The workspace's buffer ``key``, (re)made when its shape, dtype or device changed."""
+    shape = like.shape if shape is None else shape
+    buf = ws.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+        buf = ws[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buf
+
+
 # Derivatives kept under the names that networks pickled by earlier versions refer to (they
 # stored one of these as ``_dact``); unpickling looks them up before ``__setstate__`` runs.
 def _dsilu(a):
@@ -302,6 +349,45 @@ class _PreparedMLP:
             for W, s in zip(self.weights[1:-1], slopes[1:]):
                 jac = s.unsqueeze(-1) * torch.matmul(W, jac)
             div = torch.einsum("ih,bhi->b", Wout, jac)
+        return v, div
+
+    def supports_into(self, divergence=True):
+        """Whether :meth:`into` can evaluate this network (with the divergence: one or two
+        hidden layers)."""
+        return not divergence or len(self.weights) in (2, 3)
+
+    def into(self, x, t, v, div, ws):
+        """``(v, div)`` at ``(x, t)`` written into ``v`` and ``div`` (``div=None``: velocity only).
+
+        Inference only (no autograd): the intermediate values live in the dict ``ws`` and
+        are reused from one evaluation to the next, so a solve allocates no tensor per
+        evaluation. Values are bit for bit those of :meth:`__call__` and
+        :meth:`with_divergence` (same operations, written to preallocated outputs). The
+        divergence needs one or two hidden layers (:meth:`supports_into`).
+        """
+        tb = self.time_biases(t, x.shape[0])
+        activation = self.net.activation
+        h, slopes = x, []
+        for layer, (Wt, c) in enumerate(zip(self.weights_t[:-1], tb)):
+            a = _buffer(ws, f"{layer}a", x, (x.shape[0], Wt.shape[1]))
+            torch.addmm(c, h, Wt, out=a)
+            if div is None:
+                h = _buffer(ws, f"{layer}h", a)
+                _ACT_INTO[activation](a, h)
+            else:
+                h, slope = _INTO[activation](a, ws, f"{layer}")
+                slopes.append(slope)
+        torch.addmm(tb[-1], h, self.weights_t[-1], out=v)
+        if div is None:
+            return v, None
+        if self.trace is None:
+            self.trace = self._trace_matrix()
+        if len(slopes) == 1:
+            torch.mv(slopes[0], self.trace, out=div)
+        else:
+            p = _buffer(ws, "p", slopes[1])
+            torch.mm(slopes[0], self.trace, out=p)
+            torch.sum(p.mul_(slopes[1]), dim=1, out=div)
         return v, div
 
     def _trace_matrix(self):
