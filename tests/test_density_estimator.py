@@ -7,6 +7,7 @@ import inspect
 import io
 import pickle
 import re
+import warnings
 
 import joblib
 import numpy as np
@@ -251,6 +252,13 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
         ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
         ({"smoothing": -0.1}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
+        ({"verbose": -1}, "verbose must be a non-negative integer"),
+        ({"verbose": "yes"}, "verbose must be a non-negative integer"),
+        ({"n_probes": True}, "n_probes must be a positive integer"),
+        ({"n_iter_no_change": True}, "n_iter_no_change must be a positive integer"),
+        ({"hidden_layer_sizes": (True,)}, "hidden_layer_sizes must be a non-empty tuple"),
+        ({"method": "fm", "n_blocks": 0}, "n_blocks must be a positive integer"),
+        ({"method": "jko", "tol": float("inf")}, "tol must be None or a positive finite"),
     ],
 )
 def test_bad_parameters_raise_at_fit(params, match):
@@ -276,8 +284,21 @@ def test_float32_inference_agrees_with_float64(fitted_2d):
     np.testing.assert_allclose(fast.sample(50, random_state=1), est.sample(50, random_state=1),
                                atol=1e-4)
     assert fast.flow_.blocks[0].velocity.weights[0].dtype == torch.float64  # not converted
+    # Rows beyond float32's range are scored in float64 instead of overflowing to NaN.
+    far = np.array([[1e39, 0.0], [0.0, -1e39], [1e30, 1e30]])
+    np.testing.assert_array_equal(fast.score_samples(far), est.score_samples(far))
+    assert not np.isnan(est.score_samples(far)).any()
     with pytest.raises(ValueError, match="inference_dtype must be"):
         fast.set_params(inference_dtype="half").score_samples(Xt)
+
+
+def test_inverse_transform_of_a_read_only_array_is_silent(fitted_2d):
+    est, X = fitted_2d
+    Z = est.transform(X[:5])
+    Z.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(est.inverse_transform(Z), X[:5], atol=1e-4)
 
 
 def test_smoothing_fits_the_data_convolved_with_the_kernel():

@@ -320,7 +320,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     def predict(self, X):
         """+1 for inliers, -1 for outliers."""
         decision = self.decision_function(X)
-        return np.where(decision < 0, -1, 1)
+        return np.where(decision >= 0, 1, -1)  # a NaN score, should one occur, is an outlier
 
     def score_pvalues(self, X):
         """Conformal p-values: small for samples unlike the (normal) training data.
@@ -339,5 +339,5 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         scores = self.score_samples(X)
         check_is_fitted(self, "calibration_scores_")
         cal = self.calibration_scores_
-        counts = np.searchsorted(cal, scores, side="right")
+        counts = np.searchsorted(cal, np.nan_to_num(scores, nan=-np.inf), side="right")
         return (1.0 + counts) / (len(cal) + 1.0)

@@ -102,7 +102,10 @@ _FLOW_PARAMS_DOC = """
         finely as in training, and keeps the weights that are best by that finer
         likelihood; how far the scores (``n_ode_steps``) still are from it is
         ``finetune_stats_["solver_gap"]``. It costs about
-        ``4 * n_blocks * n_ode_steps`` network evaluations with gradients per step.
+        ``4 * n_blocks * n_ode_steps`` network evaluations with gradients per step. It is
+        skipped (``finetune_stats_["skipped"]`` says why) when ``validation_fraction``
+        leaves fewer than 10 held-out rows: unchecked, it would memorise a small training
+        set (set ``validation_fraction=0`` to run it anyway, unchecked).
     finetune_learning_rate : float or None, default=@FINETUNE_LR@
         Peak Adam learning rate of the refinement, decayed by a cosine schedule to 1/20
         of it (None: half of ``learning_rate_init``). ``FlowDensityEstimator`` takes 5e-3,
@@ -376,7 +379,7 @@ class BaseFlowEstimator(BaseEstimator):
             hidden = (int(hidden),)
         config = TrainingConfig(
             method=self.method,
-            n_blocks=1 if self.method == "fm" else self.n_blocks,
+            n_blocks=self.n_blocks,
             hidden_layer_sizes=(
                 tuple(hidden) if isinstance(hidden, (tuple, list, np.ndarray)) else hidden
             ),
@@ -399,7 +402,9 @@ class BaseFlowEstimator(BaseEstimator):
             solver_penalty=self.solver_penalty,
             verbose=self.verbose,
         )
-        config.validate()
+        config.validate()  # n_blocks is checked even where "fm" ignores it
+        if self.method == "fm":
+            config.n_blocks = 1
         if self.activation not in ("silu", "softplus", "tanh"):
             raise ValueError(
                 f"activation must be 'silu', 'softplus' or 'tanh', got {self.activation!r}"
@@ -408,17 +413,26 @@ class BaseFlowEstimator(BaseEstimator):
             raise ValueError(
                 f"trace_estimator must be one of {TRACE_ESTIMATORS}, got {self.trace_estimator!r}"
             )
-        if not isinstance(self.n_probes, numbers.Integral) or self.n_probes < 1:
+        if (
+            not isinstance(self.n_probes, numbers.Integral)
+            or isinstance(self.n_probes, bool)
+            or self.n_probes < 1
+        ):
             raise ValueError(f"n_probes must be a positive integer, got {self.n_probes!r}")
         frac = self.validation_fraction
         if not (isinstance(frac, numbers.Real) and 0 <= frac < 1):
             raise ValueError(f"validation_fraction must be in [0, 1), got {frac!r}")
-        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
+        patience = self.n_iter_no_change
+        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) or patience < 1:
             raise ValueError(
                 f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}"
             )
-        if self.tol is not None and not (isinstance(self.tol, numbers.Real) and self.tol > 0):
-            raise ValueError(f"tol must be None or a positive number, got {self.tol!r}")
+        tol = self.tol
+        if tol is not None and not (
+            isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+            and math.isfinite(tol) and tol > 0
+        ):
+            raise ValueError(f"tol must be None or a positive finite number, got {tol!r}")
         return config
 
     def _max_iter(self):
@@ -533,8 +547,17 @@ class BaseFlowEstimator(BaseEstimator):
         With ``offsets`` (rows in the user's units), the mean over the offsets ``u`` of the
         log-density at ``X + u``.
         """
-        log_jac = -np.log(self.scale_).sum()
         flow, dtype = self._inference_flow()
+        scores = self._flow_log_likelihood(flow, dtype, X, offsets)
+        bad = ~np.isfinite(scores)
+        if dtype != torch.float64 and bad.any():
+            # Rows beyond float32's range overflow to NaN; in float64 they get their true
+            # (very low, possibly -inf) log-density instead of a NaN that ranks anywhere.
+            scores[bad] = self._flow_log_likelihood(self.flow_, torch.float64, X[bad], offsets)
+        return scores
+
+    def _flow_log_likelihood(self, flow, dtype, X, offsets):
+        log_jac = -np.log(self.scale_).sum()
         Xs = self._standardised_tensor(X, dtype)
         if offsets is None:
             shifts = [None]

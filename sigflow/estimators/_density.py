@@ -62,11 +62,13 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         The likelihood refinement of all blocks together (``finetune_iter``): ``n_iter``,
         ``learning_rate``, ``time_s``, ``nfe_per_step``, held-out ``val_nll_before`` /
         ``val_nll_after`` (standardised units, ODEs solved twice as finely),
-        ``solver_gap`` (held-out NLL with the ``n_ode_steps`` solver minus ``val_nll_after``;
-        negative when that solver flatters the likelihood, and a
-        ``sigflow.flows.SolverAccuracyWarning`` is raised beyond 0.05 nats), ``n_checks``
-        (held-out checks made) and its ``loss_curve``; a
-        ``skipped`` reason when it did not run; None with ``finetune_iter=0``.
+        ``solver_gap`` (median over the held-out rows of the NLL with the ``n_ode_steps``
+        solver minus the NLL with twice the steps; negative when that solver flatters the
+        likelihood, and a ``sigflow.flows.SolverAccuracyWarning`` is raised beyond 0.05
+        nats), ``solver_penalty``, ``warmup_steps``, ``n_checks`` (held-out checks made) and
+        its ``loss_curve``; a ``skipped`` reason when it did not run (fewer than 10 rows to
+        hold out: about 100 training rows for ``FlowDensityEstimator`` at the default
+        ``validation_fraction``); None with ``finetune_iter=0``.
     n_iter_ : int
         Total optimisation steps (block training plus refinement).
     smoothing_ : float

@@ -145,11 +145,17 @@ class TrainingConfig:
             value = getattr(self, name)
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        verbose = self.verbose
+        if not isinstance(verbose, numbers.Integral) or verbose < 0:  # bool is allowed here
+            raise ValueError(f"verbose must be a non-negative integer or bool, got {verbose!r}")
         hidden = self.hidden_layer_sizes
         if (
             not isinstance(hidden, (tuple, list))
             or len(hidden) == 0
-            or not all(isinstance(h, numbers.Integral) and h > 0 for h in hidden)
+            or not all(
+                isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0
+                for h in hidden
+            )
         ):
             raise ValueError(
                 f"hidden_layer_sizes must be a non-empty tuple of positive integers, got {hidden!r}"
@@ -351,9 +357,10 @@ def finetune_flow(result, X, X_val, config, generator):
     memorise a small training set. With ``validation_fraction=0`` it runs unchecked.
 
     Sets ``result.finetune_stats`` (steps, learning rate, time, NFE per step, held-out NLL
-    before and after, the number of held-out checks, and ``solver_gap``: the held-out NLL
-    with the training solver minus the same with twice the steps, for the kept weights;
-    negative when the coarse solver overstates the likelihood). When ``solver_gap`` is
+    before and after, the number of held-out checks, and ``solver_gap``: the median over the
+    held-out rows of the NLL with the training solver minus the same with twice the steps, for
+    the kept weights; negative when the coarse solver overstates the likelihood; the median,
+    so that a few far outliers among the rows do not decide it). When ``solver_gap`` is
     larger than :data:`SOLVER_GAP_WARN` nats in size a :class:`SolverAccuracyWarning` says
     so: the scores computed with ``n_ode_steps`` then misstate the flow's density.
     Raises :class:`NonFiniteLossError` if the loss turns non-finite.
@@ -424,7 +431,7 @@ def finetune_flow(result, X, X_val, config, generator):
             n_checks += 1
         monitor.restore(params)
         after = monitor.best
-        solver_gap = monitor.nll(flow, fine=False) - after
+        solver_gap = monitor.solver_gap(flow)
         if abs(solver_gap) > SOLVER_GAP_WARN:
             warnings.warn(
                 f"after the likelihood refinement the held-out log-likelihood with "
@@ -483,15 +490,28 @@ class _FlowValidation(_BestWeights):
         self.probes = probes
 
     @torch.no_grad()
-    def nll(self, flow, fine=True):
-        """Held-out NLL with twice the solver steps (``fine=False``: the training solver)."""
+    def row_nll(self, flow, fine=True):
+        """Held-out NLL per row, with twice the solver steps (``fine=False``: the training
+        solver)."""
         coarse = flow.n_steps
         try:
             flow.n_steps = 2 * coarse if fine else coarse
-            value = float(-flow.log_prob(self.X_val, probes=self.probes).mean())
+            return -flow.log_prob(self.X_val, probes=self.probes)
         finally:
             flow.n_steps = coarse
+
+    def nll(self, flow, fine=True):
+        """Mean held-out NLL (see :meth:`row_nll`); ``inf`` when not finite."""
+        value = float(self.row_nll(flow, fine).mean())
         return value if math.isfinite(value) else math.inf
+
+    def solver_gap(self, flow):
+        """Median over the held-out rows of (NLL with the training solver - NLL with twice
+        the steps): the typical row's error, which a few far outliers among the rows (whose
+        errors can be thousands of nats) do not decide."""
+        gap = self.row_nll(flow, fine=False) - self.row_nll(flow, fine=True)
+        gap = gap[torch.isfinite(gap)]
+        return float(gap.median()) if gap.numel() else math.inf
 
 
 def _append_block(result, block, current, losses, start, config, k, kind, h, n_checks=0):
