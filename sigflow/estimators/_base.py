@@ -25,7 +25,19 @@ TRACE_ESTIMATORS = ("auto", "exact", "hutchinson")
 # layers have an analytic trace that costs about one forward pass whatever d is, so "auto"
 # keeps the exact trace for them.
 EXACT_TRACE_MAX_DIM = 64
-_SCORE_CHUNK = 4096
+_SCORE_CHUNK = 4096  # rows per solve on a GPU
+
+
+def _score_chunk(device):
+    """Rows per solve when scoring, pushing or sampling.
+
+    On the CPU about 1,024 rows per torch thread: smaller chunks keep each layer's values
+    in cache (one thread scored 7,200 rows/s at 1,024 rows against 5,500 at 4,096, float64,
+    d = 2), while intra-op threads need larger ones (two threads: best at 2,048-4,096).
+    """
+    if torch.device(device).type != "cpu":
+        return _SCORE_CHUNK
+    return min(8192, 1024 * max(1, torch.get_num_threads()))
 
 _FLOW_PARAMS_DOC = """
     method : {"lfm", "fm", "jko"}, default="lfm"
@@ -567,7 +579,7 @@ class BaseFlowEstimator(BaseEstimator):
         out = []
         workspace = {}  # buffers of the allocation-free solver, reused by every chunk
         with torch.no_grad():
-            for chunk in torch.split(Xs, _SCORE_CHUNK):
+            for chunk in torch.split(Xs, _score_chunk(self.device_)):
                 total = sum(
                     flow.log_prob(
                         chunk if u is None else chunk + u, probes=probes, workspace=workspace
@@ -589,7 +601,7 @@ class BaseFlowEstimator(BaseEstimator):
             Z = self._standardised_tensor(X, dtype)
         workspace = {}
         with torch.no_grad():
-            for chunk in torch.split(Z, _SCORE_CHUNK):
+            for chunk in torch.split(Z, _score_chunk(self.device_)):
                 if inverse:
                     out.append(flow.inverse(chunk, workspace=workspace).cpu().numpy())
                 else:
@@ -615,7 +627,8 @@ class BaseFlowEstimator(BaseEstimator):
                 dtype=torch.float64,
                 device=self.device_,
             ).to(dtype)
-            X = torch.cat([flow.inverse(c) for c in torch.split(Z, _SCORE_CHUNK)])
+            chunks = torch.split(Z, _score_chunk(self.device_))
+            X = torch.cat([flow.inverse(c) for c in chunks])
         return X.cpu().numpy().astype(np.float64) * self.scale_ + self.location_
 
     # ------------------------------------------------------------------ diagnostics
