@@ -335,13 +335,18 @@ def _plot(record, beats, score, offset, out):
 
 
 def _summary(results, stream):
-    """AUROC and average precision of abnormal (not N) against N beats, where labelled."""
+    """AUROC and average precision of abnormal (S, V, F) against N beats, where labelled.
+
+    Q beats (paced, fusion of paced and normal, unclassifiable) are left out, as AAMI EC57
+    evaluations leave them out: a paced beat is neither normal nor an arrhythmia here.
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     labels = np.concatenate([r["beats"].labels for r in results])
     score = np.concatenate([r["score"] for r in results])
     flag = np.concatenate([r["flag"] for r in results])
-    known = labels != ""
+    known = np.isin(labels, ("N", "S", "V", "F"))
+    n_q = int(np.sum(labels == "Q"))
     abnormal = known & (labels != "N")
     if not known.any() or abnormal[known].all() or not abnormal.any():
         print("no labels with both normal and abnormal beats: no AUROC", file=stream)
@@ -354,6 +359,8 @@ def _summary(results, stream):
         sel = known & ((labels == "N") | (labels == cls))
         if np.any(labels[sel] == cls):
             line += f"  AUROC N vs {cls} {roc_auc_score(labels[sel] == cls, -score[sel]):.3f}"
+    if n_q:
+        line += f"  ({n_q} Q beats left out, as in AAMI EC57)"
     print(line, file=stream)
     print(
         f"flagged {int(flag[known & ~abnormal].sum())} of {int((known & ~abnormal).sum())} normal "

@@ -262,3 +262,20 @@ def test_device_help_shows_its_default(capsys):
         main(["detect", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "'cpu' or 'cuda' (default: auto)" in out
+
+
+def test_summary_leaves_q_beats_out_as_aami_does():
+    from types import SimpleNamespace
+
+    from sigflow.cli import _summary
+
+    labels = np.array(["N"] * 6 + ["V"] * 2 + ["Q"] * 3)
+    score = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, -5.0, -6.0, -9.0, 9.0, -9.0])
+    flag = score < -1
+    results = [{"beats": SimpleNamespace(labels=labels), "score": score, "flag": flag}]
+    out = io.StringIO()
+    got = _summary(results, out)
+    assert got["auroc"] == 1.0 and got["average_precision"] == 1.0  # Q would spoil both
+    text = out.getvalue()
+    assert "3 Q beats left out" in text
+    assert "flagged 0 of 6 normal and 2 of 2 abnormal beats" in text
