@@ -107,6 +107,16 @@ def _step(func, state, t, h, method, n_dynamic=None):
     return state, (k1, k2, k3, k4)
 
 
+def workspace_buffer(ws, key, like, shape=None):
+    """The buffer ``ws[key]`` with ``like``'s dtype and device and ``shape`` (default
+    ``like.shape``), made anew only when it is missing or no longer fits."""
+    shape = like.shape if shape is None else shape
+    buf = ws.get(key)
+    if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+        buf = ws[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buf
+
+
 def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False, workspace=None):
     """:func:`integrate_fixed` of ``dx/dt = v`` (and ``d logdet/dt = div``) without allocations.
 
@@ -145,10 +155,7 @@ def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False
     rows = (x.shape[0],)
 
     def buf(key, shape):
-        b = ws.get(key)
-        if b is None or b.shape != shape or b.dtype != x.dtype or b.device != x.device:
-            b = ws[key] = torch.empty(shape, dtype=x.dtype, device=x.device)
-        return b
+        return workspace_buffer(ws, key, x, shape)
 
     k = [buf(f"ode_k{i}", x.shape) for i in range(n_evals)]
     d = [buf(f"ode_d{i}", rows) if logdet else None for i in range(n_evals)]

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ._ode import workspace_buffer
+
 __all__ = ["VelocityMLP"]
 
 
@@ -78,7 +80,7 @@ _SECOND_ORDER = {
 # in IEEE arithmetic). ``a`` may be overwritten. For inference without autograd: scoring a
 # large batch otherwise allocates a dozen fresh (batch, width) tensors per evaluation.
 def _silu_into(a, ws, key):
-    s, h, g = _buffer(ws, key + "s", a), _buffer(ws, key + "h", a), _buffer(ws, key + "g", a)
+    s, h, g = (workspace_buffer(ws, key + name, a) for name in "shg")
     torch.sigmoid(a, out=s)
     torch.mul(a, s, out=h)
     torch.neg(s, out=g)
@@ -87,14 +89,14 @@ def _silu_into(a, ws, key):
 
 
 def _softplus_into(a, ws, key):
-    h, g = _buffer(ws, key + "h", a), _buffer(ws, key + "g", a)
+    h, g = (workspace_buffer(ws, key + name, a) for name in "hg")
     torch.ops.aten.softplus.out(a, 1, 20, out=h)
     torch.sigmoid(a, out=g)
     return h, g
 
 
 def _tanh_into(a, ws, key):
-    h, g = _buffer(ws, key + "h", a), _buffer(ws, key + "g", a)
+    h, g = (workspace_buffer(ws, key + name, a) for name in "hg")
     torch.tanh(a, out=h)
     torch.mul(h, h, out=g)
     g.neg_().add_(1.0)  # 1 - h^2
@@ -109,15 +111,6 @@ _ACT_INTO = {
     "softplus": lambda a, out: torch.ops.aten.softplus.out(a, 1, 20, out=out),
     "tanh": lambda a, out: torch.tanh(a, out=out),
 }
-
-
-def _buffer(ws, key, like, shape=None):
-    """The workspace's buffer ``key``, (re)made when its shape, dtype or device changed."""
-    shape = like.shape if shape is None else shape
-    buf = ws.get(key)
-    if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
-        buf = ws[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-    return buf
 
 
 # Derivatives kept under the names that networks pickled by earlier versions refer to (they
@@ -369,10 +362,10 @@ class _PreparedMLP:
         activation = self.net.activation
         h, slopes = x, []
         for layer, (Wt, c) in enumerate(zip(self.weights_t[:-1], tb)):
-            a = _buffer(ws, f"{layer}a", x, (x.shape[0], Wt.shape[1]))
+            a = workspace_buffer(ws, f"{layer}a", x, (x.shape[0], Wt.shape[1]))
             torch.addmm(c, h, Wt, out=a)
             if div is None:
-                h = _buffer(ws, f"{layer}h", a)
+                h = workspace_buffer(ws, f"{layer}h", a)
                 _ACT_INTO[activation](a, h)
             else:
                 h, slope = _INTO[activation](a, ws, f"{layer}")
@@ -385,7 +378,7 @@ class _PreparedMLP:
         if len(slopes) == 1:
             torch.mv(slopes[0], self.trace, out=div)
         else:
-            p = _buffer(ws, "p", slopes[1])
+            p = workspace_buffer(ws, "p", slopes[1])
             torch.mm(slopes[0], self.trace, out=p)
             torch.sum(p.mul_(slopes[1]), dim=1, out=div)
         return v, div
