@@ -62,8 +62,9 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         The likelihood refinement of all blocks together (``finetune_iter``): ``n_iter``,
         ``learning_rate``, ``time_s``, ``nfe_per_step``, held-out ``val_nll_before`` /
         ``val_nll_after`` (standardised units, ODEs solved twice as finely),
-        ``solver_gap`` (median over the held-out rows of the NLL with the ``n_ode_steps``
-        solver minus the NLL with twice the steps; negative when that solver flatters the
+        ``solver_gap`` (mean over the held-out rows, without the 1 % most extreme at each end,
+        of the NLL with the ``n_ode_steps`` solver minus the NLL with twice the steps;
+        negative when that solver flatters the
         likelihood, and a ``sigflow.flows.SolverAccuracyWarning`` is raised beyond 0.05
         nats), ``solver_penalty``, ``warmup_steps``, ``n_checks`` (held-out checks made) and
         its ``loss_curve``; a ``skipped`` reason when it did not run (fewer than 10 rows to

@@ -357,10 +357,11 @@ def finetune_flow(result, X, X_val, config, generator):
     memorise a small training set. With ``validation_fraction=0`` it runs unchecked.
 
     Sets ``result.finetune_stats`` (steps, learning rate, time, NFE per step, held-out NLL
-    before and after, the number of held-out checks, and ``solver_gap``: the median over the
+    before and after, the number of held-out checks, and ``solver_gap``: the mean over the
     held-out rows of the NLL with the training solver minus the same with twice the steps, for
-    the kept weights; negative when the coarse solver overstates the likelihood; the median,
-    so that a few far outliers among the rows do not decide it). When ``solver_gap`` is
+    the kept weights, without the 1 % largest and 1 % smallest differences, so that a few far
+    outliers among the rows do not decide it (:func:`_trimmed_mean`); negative when the coarse
+    solver overstates the likelihood). When ``solver_gap`` is
     larger than :data:`SOLVER_GAP_WARN` nats in size a :class:`SolverAccuracyWarning` says
     so: the scores computed with ``n_ode_steps`` then misstate the flow's density.
     Raises :class:`NonFiniteLossError` if the loss turns non-finite.
@@ -506,12 +507,32 @@ class _FlowValidation(_BestWeights):
         return value if math.isfinite(value) else math.inf
 
     def solver_gap(self, flow):
-        """Median over the held-out rows of (NLL with the training solver - NLL with twice
-        the steps): the typical row's error, which a few far outliers among the rows (whose
-        errors can be thousands of nats) do not decide."""
+        """Trimmed mean over the held-out rows of (NLL with the training solver - NLL with
+        twice the steps); see :func:`_trimmed_mean`."""
         gap = self.row_nll(flow, fine=False) - self.row_nll(flow, fine=True)
         gap = gap[torch.isfinite(gap)]
-        return float(gap.median()) if gap.numel() else math.inf
+        return _trimmed_mean(gap) if gap.numel() else math.inf
+
+
+# Fraction of the rows left out at each end by :func:`_trimmed_mean`.
+SOLVER_GAP_TRIM = 0.01
+
+
+def _trimmed_mean(values, trim=SOLVER_GAP_TRIM):
+    """Mean of ``values`` without the ``ceil(trim * n)`` smallest and largest (as a float).
+
+    The solver gap's statistic. A few far outliers among the held-out rows have solver
+    errors of thousands of nats that would decide a plain mean; the median, which ignores
+    them, also ignores a refined flow whose coarse solver errs by a tenth of a nat or more on
+    one row in seven, in both directions but more often flattering, while the typical row is
+    exact (seen on an 8-dim mixture against 32 steps per block: flattery of 0.003 nats by
+    the median, 0.041 by the mean, 0.036 by the 1 %-trimmed mean). Cutting 1 % at each end
+    keeps the second and drops the first.
+    """
+    values = torch.sort(values.reshape(-1)).values
+    n = values.numel()
+    k = min(math.ceil(trim * n), (n - 1) // 2)
+    return float(values[k:n - k].mean())
 
 
 def _append_block(result, block, current, losses, start, config, k, kind, h, n_checks=0):
