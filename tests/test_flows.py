@@ -28,6 +28,7 @@ from sigflow.flows import (
     rademacher_probes,
     train_flow,
 )
+from sigflow.flows._ode import workspace_scalar
 from sigflow.flows._training import _trimmed_mean
 
 
@@ -305,6 +306,19 @@ def test_allocation_free_solver_is_integrate_fixed_bit_for_bit(method, logdet):
         assert torch.equal(ld2, ld) if logdet else ld2 is None
         assert all(y2.data_ptr() != b.data_ptr() for b in ws.values())  # a new result
     assert ws and float((y - x0).abs().min()) > 0
+
+
+def test_workspace_scalar_is_made_once_per_value_and_precision():
+    ws = {}
+    x32, x64 = torch.ones(3, dtype=torch.float32), torch.ones(3, dtype=torch.float64)
+    a = workspace_scalar(ws, 0.1, x32)
+    assert a.dim() == 0 and a.dtype == torch.float32 and a is workspace_scalar(ws, 0.1, x32)
+    b = workspace_scalar(ws, 0.1, x64)
+    assert b.dtype == torch.float64 and float(b) == 0.1 and float(a) != 0.1
+    # the product is the one with the Python number, in either precision
+    y = torch.linspace(-3, 3, 101, dtype=torch.float32)
+    assert torch.equal(torch.mul(y, a), y * 0.1)
+    assert torch.equal(torch.mul(y.double(), b), y.double() * 0.1)
 
 
 @pytest.mark.parametrize("activation", ["silu", "softplus", "tanh"])

@@ -117,6 +117,20 @@ def workspace_buffer(ws, key, like, shape=None):
     return buf
 
 
+def workspace_scalar(ws, value, like):
+    """``value`` as a 0-dim tensor of ``like``'s dtype and device, kept in ``ws``.
+
+    An operation with a Python number converts it to a tensor at every call (and, in
+    float32, copies it once more to the tensor's precision); a solve makes thousands of them.
+    The arithmetic is the same: the number is rounded to the tensor's precision either way.
+    """
+    key = ("scalar", value, like.dtype, like.device)
+    out = ws.get(key)
+    if out is None:
+        out = ws[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return out
+
+
 def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False, workspace=None):
     """:func:`integrate_fixed` of ``dx/dt = v`` (and ``d logdet/dt = div``) without allocations.
 
@@ -166,6 +180,9 @@ def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False
     dacc, dtmp = (buf("ode_dacc", rows), buf("ode_dtmp", rows)) if logdet else (None, None)
     parts = ((x, k, acc, tmp),) + (((ld, d, dacc, dtmp),) if logdet else ())
 
+    two, half, sixth = (workspace_scalar(ws, c, x) for c in (2, h / 2, h / 6))
+    whole = workspace_scalar(ws, h, x)
+
     def stage(t, i, source, step):  # k_i = f(t, x + step * source)
         if source is None:
             return func(t, x, k[i], d[i])
@@ -177,20 +194,20 @@ def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False
         if method == "euler":
             stage(t, 0, None, None)
             for s, ks, _, w in parts:
-                s.add_(torch.mul(ks[0], h, out=w))
+                s.add_(torch.mul(ks[0], whole, out=w))
         elif method == "midpoint":
             stage(t, 0, None, None)
-            stage(t + h / 2, 1, 0, h / 2)
+            stage(t + h / 2, 1, 0, half)
             for s, ks, _, w in parts:
-                s.add_(torch.mul(ks[1], h, out=w))
+                s.add_(torch.mul(ks[1], whole, out=w))
         else:
             stage(t, 0, None, None)
-            stage(t + h / 2, 1, 0, h / 2)
-            stage(t + h / 2, 2, 1, h / 2)
-            stage(t + h, 3, 2, h)
+            stage(t + h / 2, 1, 0, half)
+            stage(t + h / 2, 2, 1, half)
+            stage(t + h, 3, 2, whole)
             for s, ks, a, w in parts:  # s + (h / 6) (k1 + 2 k2 + 2 k3 + k4)
-                torch.add(ks[0], torch.mul(ks[1], 2, out=w), out=a)
-                a.add_(torch.mul(ks[2], 2, out=w)).add_(ks[3]).mul_(h / 6)
+                torch.add(ks[0], torch.mul(ks[1], two, out=w), out=a)
+                a.add_(torch.mul(ks[2], two, out=w)).add_(ks[3]).mul_(sixth)
                 s.add_(a)
     return x, ld, n_steps * n_evals
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._ode import workspace_buffer
+from ._ode import workspace_buffer, workspace_scalar
 
 __all__ = ["VelocityMLP"]
 
@@ -83,8 +83,8 @@ def _silu_into(a, ws, key):
     s, h, g = (workspace_buffer(ws, key + name, a) for name in "shg")
     torch.sigmoid(a, out=s)
     torch.mul(a, s, out=h)
-    torch.neg(s, out=g)
-    g.add_(1.0).mul_(h).add_(s)  # s + h (1 - s)
+    torch.sub(workspace_scalar(ws, 1.0, a), s, out=g)  # 1 - s: -s + 1 in IEEE
+    g.mul_(h).add_(s)  # s + h (1 - s)
     return h, g
 
 
@@ -99,7 +99,7 @@ def _tanh_into(a, ws, key):
     h, g = (workspace_buffer(ws, key + name, a) for name in "hg")
     torch.tanh(a, out=h)
     torch.mul(h, h, out=g)
-    g.neg_().add_(1.0)  # 1 - h^2
+    torch.sub(workspace_scalar(ws, 1.0, a), g, out=g)  # 1 - h^2
     return h, g
 
 
