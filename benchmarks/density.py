@@ -6,6 +6,8 @@ Run from the repository root::
     python benchmarks/density.py --quick               # small sizes and budgets, a smoke test
     python benchmarks/density.py --datasets eight_gaussians gmm8
     python benchmarks/density.py --throughput-only     # scoring rates at d = 2, 8, 32 only
+    python benchmarks/density.py --datasets gmm8 --models sigflow-lfm \
+        --sigflow-params '{"hidden_layer_sizes": [128, 128]}' --train-gap   # a labelled variant
 
 For every dataset the script draws an independent training and test set from a
 distribution whose log-density ``log p`` is known and reports, for every model ``q``,
@@ -14,7 +16,9 @@ the gap ``E_p[log p(x) - log q(x)]`` = ``NLL - true entropy`` = ``KL(p || q)`` i
 score times. All models run in this process on the same data:
 
 * sigflow ``FlowDensityEstimator(method="lfm")`` and ``(method="fm")``, default
-  parameters (only ``random_state`` set);
+  parameters (only ``random_state`` set; ``--sigflow-params`` overrides some, for labelled
+  extra rows, and ``--train-gap`` adds the gap on the first 5,000 training points, which
+  tells underfitting from overfitting);
 * scikit-learn ``GaussianMixture`` (full covariances, ``n_components`` chosen by BIC on a
   small grid) and ``KernelDensity`` (Gaussian kernel on standardised features, bandwidth
   chosen by 3-fold ``GridSearchCV`` on a subsample of at most 5,000 training points);
@@ -34,9 +38,11 @@ ratio of sigflow's rate to zuko's.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -159,8 +165,8 @@ class Standardised:
         return (X - self.mean) / self.scale
 
 
-def fit_sigflow(X, method, seed):
-    est = FlowDensityEstimator(method=method, random_state=seed)
+def fit_sigflow(X, method, seed, params=None):
+    est = FlowDensityEstimator(method=method, random_state=seed, **(params or {}))
     est.fit(X)
     def score(Z):
         return est.score_samples(Z)
@@ -287,14 +293,26 @@ def run_dataset(name, args):
         score_s = time.perf_counter() - t0
         finite = np.isfinite(log_q)
         gap = float(np.mean(log_p - log_q)) if finite.all() else float("inf")
+        rate = _median_rate(score, Xt)
         if hasattr(score, "estimator"):
-            fine, coarse = fine_ode_gap(score.estimator, Xt, log_p)
+            est = score.estimator
+            fine, coarse = fine_ode_gap(est, Xt, log_p)
             info["gap_1000_rk4x16"] = round(fine, 4)
             info["gap_1000_default"] = round(coarse, 4)
+            if args.train_gap:
+                Xs = X[:5000]
+                info["train_gap_5000"] = round(
+                    float(np.mean(dist.log_prob(Xs) - est.score_samples(Xs))), 4
+                )
+            # zuko's flows compute in float32: sigflow's rate in that precision beside its
+            # float64 default
+            est.set_params(inference_dtype="float32")
+            info["rate_float32"] = round(_median_rate(est.score_samples, Xt))
+            est.set_params(inference_dtype="float64")
         row = {
             "dataset": name, "d": dist.dim, "model": model, "gap": gap, "fit_s": fit_s,
             "fit_cpu": fit_cpu,
-            "score_s": score_s, "rate": len(Xt) / score_s, "info": info,
+            "score_s": score_s, "rate": rate, "info": info,
         }
         rows.append(row)
         print(
@@ -309,9 +327,11 @@ def run_dataset(name, args):
     models = args.models
     budget = 30.0
     if "sigflow-lfm" in models:
-        budget = record("sigflow-lfm", lambda: fit_sigflow(X, "lfm", args.seed))["fit_cpu"]
+        budget = record(
+            "sigflow-lfm", lambda: fit_sigflow(X, "lfm", args.seed, args.sigflow_params)
+        )["fit_cpu"]
     if "sigflow-fm" in models:
-        record("sigflow-fm", lambda: fit_sigflow(X, "fm", args.seed))
+        record("sigflow-fm", lambda: fit_sigflow(X, "fm", args.seed, args.sigflow_params))
     if "gmm" in models:
         record("GaussianMixture", lambda: fit_gmm(X, args.seed))
     if "kde" in models:
@@ -399,6 +419,11 @@ def main(argv=None):
     parser.add_argument("--zuko-budget", type=float, default=None,
                         help="CPU seconds of training for zuko (default: sigflow-lfm's fit)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--sigflow-params", type=json.loads, default=None,
+                        help="JSON dict of FlowDensityEstimator parameters for sigflow's rows "
+                             "(a labelled variant; default: the estimator's defaults)")
+    parser.add_argument("--train-gap", action="store_true",
+                        help="also report sigflow's gap on the first 5,000 training points")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the scoring-throughput table, with briefly trained models")
     args = parser.parse_args(argv)
@@ -407,7 +432,7 @@ def main(argv=None):
     if args.quick:
         args.n_test = min(args.n_test, 1000)
     print("machine:", machine(), flush=True)
-    print("command: python", " ".join(sys.argv), flush=True)
+    print("command: python", shlex.join(sys.argv), flush=True)
     if args.throughput_only:
         throughput_only(args)
         return
@@ -423,9 +448,12 @@ def main(argv=None):
               f"| {r['fit_cpu']:.1f} "
               f"| {r['score_s']:.2f} | {notes} |")
 
-    print("\nExact-likelihood scoring throughput (samples/s, trained models, test set):")
-    print("| d | sigflow-lfm | sigflow-fm | zuko-CNF | zuko-NSF | lfm / CNF | lfm / NSF |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\nExact-likelihood scoring throughput (samples/s, trained models, the test set; "
+          "median of three timings after a warm-up; sigflow in float64 and float32, zuko in "
+          "float32):")
+    print("| d | sigflow-lfm | sigflow-lfm float32 | sigflow-fm | zuko-CNF | zuko-NSF "
+          "| lfm / CNF | lfm float32 / CNF | lfm / NSF |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.datasets:
         by = {r["model"]: r["rate"] for r in rows if r["dataset"] == name}
         if "sigflow-lfm" not in by:
@@ -438,8 +466,12 @@ def main(argv=None):
         def ratio(key, by=by):
             return f"{by['sigflow-lfm'] / by[key]:.1f}x" if key in by else "-"
 
-        print(f"| {d} ({name}) | {fmt('sigflow-lfm')} | {fmt('sigflow-fm')} | {fmt('zuko-CNF')} "
-              f"| {fmt('zuko-NSF')} | {ratio('zuko-CNF')} | {ratio('zuko-NSF')} |")
+        lfm32 = next(r["info"]["rate_float32"] for r in rows
+                     if r["dataset"] == name and r["model"] == "sigflow-lfm")
+        ratio32 = f"{lfm32 / by['zuko-CNF']:.1f}x" if "zuko-CNF" in by else "-"
+        print(f"| {d} ({name}) | {fmt('sigflow-lfm')} | {lfm32} | {fmt('sigflow-fm')} "
+              f"| {fmt('zuko-CNF')} | {fmt('zuko-NSF')} | {ratio('zuko-CNF')} | {ratio32} "
+              f"| {ratio('zuko-NSF')} |")
 
     print("\nGap ratios to zuko-NSF (sigflow gap / NSF gap, < 1 is better; 'rk4x16': sigflow's "
           "gap with 16 RK4 steps per block on the first 1,000 test points, free of the default "

@@ -109,7 +109,9 @@ _FLOW_PARAMS_DOC = """
         refinement closes the remaining gap of the composed flow to the data's density.
         ``FlowDensityEstimator`` takes 500 steps by default, ``FlowAnomalyDetector`` 300
         (more steps sharpen the density, which helps density estimates more than the
-        ranking of outliers, and cost fit time: about 0.2 s per step on one CPU core).
+        ranking of outliers, and cost fit time: 0.05-0.2 s per step on one CPU core,
+        depending on the processor; more steps than the default can also overfit, see
+        ``benchmarks/RESULTS.md``).
         It is early-stopped on the held-out rows, judged with the ODEs solved twice as
         finely as in training, and keeps the weights that are best by that finer
         likelihood; how far the scores (``n_ode_steps``) still are from it is
