@@ -107,11 +107,14 @@ def training_nfe(est, n_train, batch_size):
 
 
 def refinement_nfe(stats, est, n_val, batch_size):
-    """Training NFE of the likelihood refinement: its steps and its held-out checks (up to
-    2,048 rows through every block, with twice the solver steps)."""
+    """Training NFE of the likelihood refinement: its steps (of ``stats["batch_size"]`` rows,
+    ``batch_size`` for refinements that did not record it) and its held-out checks (up to
+    2,048 rows through every block, with twice the solver steps), in evaluations on a
+    minibatch of ``batch_size`` rows."""
     evals_per_step = evaluations_per_step(est.ode_solver) * est.n_ode_steps
     per_check = 2 * evals_per_step * len(est.block_stats_) * min(2048, n_val) / batch_size
-    return stats.get("n_iter", 0) * stats.get("nfe_per_step", 0) + stats.get(
+    rows = stats.get("batch_size", batch_size) / batch_size
+    return stats.get("n_iter", 0) * stats.get("nfe_per_step", 0) * rows + stats.get(
         "n_checks", 0) * per_check
 
 

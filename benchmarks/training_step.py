@@ -61,7 +61,8 @@ def _flow(dim, wrap, seed=0):
 
 
 def _stepper(dim, batch, variant, seed=0):
-    """A function doing one refinement step (solver penalty 10, as the default)."""
+    """A function doing one refinement step (with a solver penalty; its weight does not change
+    the cost)."""
     flow = _flow(dim, wrap=variant == "per-call", seed=seed)
     params = list(flow.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-4)

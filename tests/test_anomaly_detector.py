@@ -229,3 +229,13 @@ def test_auto_threshold_warns_when_too_few_rows_calibrate_it():
         warnings.filterwarnings("error", message="contamination='auto'")
         FlowAnomalyDetector(**tiny).fit(_normal(500, 4))
         FlowAnomalyDetector(**{**tiny, "contamination": 0.05}).fit(_normal(300, 4))
+
+
+def test_detector_refines_with_its_own_batch_size():
+    # FlowDensityEstimator refines with 1,024 rows per step; the detector keeps batch_size,
+    # as its outlier benchmarks were run
+    assert FlowAnomalyDetector().finetune_batch_size is None
+    det = FlowAnomalyDetector(
+        **{**QUICK, "max_iter": 5, "finetune_iter": 2, "batch_size": 48, "smoothing": None}
+    ).fit(_normal(400, 3))
+    assert det.finetune_stats_["batch_size"] == 48

@@ -172,7 +172,7 @@ def test_fitted_attributes(fitted_2d):
     refine = est.finetune_stats_
     assert 0 < refine["n_iter"] <= 60 and refine["nfe_per_step"] == 3 * 6 * 4
     assert refine["learning_rate"] == est.finetune_learning_rate == 5e-3
-    assert refine["solver_penalty"] == est.solver_penalty == 10.0
+    assert refine["solver_penalty"] == est.solver_penalty == 30.0
     assert refine["warmup_steps"] == 6  # the rate rises over the first 10 % of the 60 steps
     assert est.kinetic_penalty == 0.0
     # the best weights start as the block-wise ones, so "after" can only tie or improve:
@@ -248,6 +248,9 @@ def test_wrong_number_of_features_at_score_time(fitted_2d):
         ({"solver_penalty": float("nan")}, "solver_penalty must be a non-negative number"),
         ({"finetune_learning_rate": -1e-3}, "finetune_learning_rate must be a positive number"),
         ({"finetune_warmup": 1.0}, r"finetune_warmup must be in \[0, 1\)"),
+        ({"finetune_batch_size": 0}, "finetune_batch_size must be None or a positive integer"),
+        ({"finetune_batch_size": True}, "finetune_batch_size must be None or a positive"),
+        ({"finetune_batch_size": 64.0}, "finetune_batch_size must be None or a positive"),
         ({"finetune_warmup": -0.1}, r"finetune_warmup must be in \[0, 1\)"),
         ({"inference_dtype": "float16"}, "inference_dtype must be 'float64' or 'float32'"),
         ({"smoothing": "wide"}, "smoothing must be None, 'scott', 'silverman', 'cv'"),
@@ -382,12 +385,13 @@ def test_estimator_pickled_before_the_refinement_loads():
     est = FlowDensityEstimator(**SMALL).fit(_two_moons_like(200))
     state = est.__getstate__()
     for name in ("finetune_iter", "kinetic_penalty", "finetune_learning_rate",
-                 "solver_penalty", "finetune_warmup"):
+                 "solver_penalty", "finetune_warmup", "finetune_batch_size"):
         state.pop(name)
     old = FlowDensityEstimator.__new__(FlowDensityEstimator)
     old.__setstate__(state)
     params = old.get_params()
     assert (params["finetune_iter"], params["kinetic_penalty"]) == (0, 0.0)
+    assert params["finetune_batch_size"] is None  # it refined with batch_size
     repr(old)
     clone(old).fit(_two_moons_like(200))
 
@@ -429,6 +433,21 @@ def test_finetune_warmup_sets_the_rising_steps():
     assert none.loss_curve_ == half.loss_curve_
     first = none.finetune_stats_["loss_curve"][1], half.finetune_stats_["loss_curve"][1]
     assert first[0] != first[1]
+
+
+def test_finetune_batch_size_sets_the_rows_per_refinement_step():
+    X = _two_moons_like(300)
+    params = {**SMALL, "finetune_iter": 4, "validation_fraction": 0.2}
+    assert FlowDensityEstimator().finetune_batch_size == 1024
+    own = FlowDensityEstimator(**params, finetune_batch_size=None).fit(X)
+    big = FlowDensityEstimator(**params, finetune_batch_size=96).fit(X)
+    huge = FlowDensityEstimator(**params, finetune_batch_size=10_000).fit(X)
+    assert own.finetune_stats_["batch_size"] == 32  # batch_size
+    assert big.finetune_stats_["batch_size"] == 96
+    assert huge.finetune_stats_["batch_size"] == 240  # all training rows (20 % held out)
+    # same block-wise flow, different refinement
+    assert own.loss_curve_ == big.loss_curve_
+    assert own.finetune_stats_["loss_curve"] != big.finetune_stats_["loss_curve"]
 
 
 def test_smoothing_rules_of_thumb():

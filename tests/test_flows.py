@@ -590,6 +590,8 @@ def test_finetune_is_skipped_when_no_rows_can_be_held_out():
         ("kinetic_penalty", float("nan"), "kinetic_penalty must be a non-negative number"),
         ("solver_penalty", -1.0, "solver_penalty must be a non-negative number"),
         ("finetune_warmup", 1.0, "finetune_warmup must be in"),
+        ("finetune_batch_size", 0, "finetune_batch_size must be None or a positive integer"),
+        ("finetune_batch_size", 8.5, "finetune_batch_size must be None or a positive integer"),
         ("finetune_warmup", -0.1, "finetune_warmup must be in"),
         ("solver_penalty", float("inf"), "solver_penalty must be a non-negative number"),
         ("finetune_learning_rate", 0.0, "finetune_learning_rate must be a positive number"),

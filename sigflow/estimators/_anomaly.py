@@ -19,7 +19,8 @@ AUTO_FALSE_ALARM_RATE = 0.01
 
 
 _FLOW_DOC = _flow_params_doc(
-    finetune_iter="300", finetune_lr="1e-3", finetune_warmup="0.0", smoothing='"cv"',
+    finetune_iter="300", finetune_lr="1e-3", finetune_warmup="0.0", finetune_batch_size="None",
+    smoothing='"cv"',
     kinetic="0.002", solver_penalty="0.0",
 )
 
@@ -161,6 +162,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         finetune_iter=300,
         finetune_learning_rate=1e-3,
         finetune_warmup=0.0,
+        finetune_batch_size=None,
         smoothing="cv",
         kinetic_penalty=0.002,
         solver_penalty=0.0,
@@ -190,6 +192,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             finetune_iter=finetune_iter,
             finetune_learning_rate=finetune_learning_rate,
             finetune_warmup=finetune_warmup,
+            finetune_batch_size=finetune_batch_size,
             smoothing=smoothing,
             kinetic_penalty=kinetic_penalty,
             solver_penalty=solver_penalty,

@@ -72,7 +72,8 @@ class TrainingConfig:
     smoothed training set holds at least this many rows, see :func:`smooth_rows`).
     ``finetune_learning_rate=None`` refines at ``learning_rate_init / 2``;
     ``finetune_warmup`` is the fraction of the refinement's steps over which its learning
-    rate rises linearly to ``finetune_learning_rate`` (0: none).
+    rate rises linearly to ``finetune_learning_rate`` (0: none);
+    ``finetune_batch_size=None`` refines with ``batch_size`` rows per step.
     """
 
     method: str = "lfm"
@@ -99,6 +100,7 @@ class TrainingConfig:
     finetune_iter: int = 0
     finetune_learning_rate: float | None = None
     finetune_warmup: float = 0.0
+    finetune_batch_size: int | None = None
     kinetic_penalty: float = 0.0
     solver_penalty: float = 0.0
     noise_scale: float = 0.0
@@ -127,6 +129,13 @@ class TrainingConfig:
         ):
             raise ValueError(
                 f"finetune_iter must be a non-negative integer, got {self.finetune_iter!r}"
+            )
+        size = self.finetune_batch_size
+        if size is not None and (
+            not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1
+        ):
+            raise ValueError(
+                f"finetune_batch_size must be None or a positive integer, got {size!r}"
             )
         warmup = self.finetune_warmup
         if not (isinstance(warmup, numbers.Real) and 0 <= warmup < 1):
@@ -329,7 +338,8 @@ def finetune_flow(result, X, X_val, config, generator):
 
         ``E[-log p(x)] + solver_penalty * E[e(x)] + kinetic_penalty * E[sum_k int |v_k|^2 dt]``
 
-    over all blocks at once (Adam, ``config.finetune_iter`` steps, learning rate
+    over all blocks at once (Adam, ``config.finetune_iter`` steps of
+    ``config.finetune_batch_size`` rows, or ``batch_size`` when that is None, learning rate
     ``config.finetune_learning_rate``, or ``learning_rate_init / 2`` when that is None,
     decayed by a cosine schedule after a linear rise over the first ``finetune_warmup`` of
     the steps), through the same fixed-step solver that scores the data.
@@ -383,7 +393,7 @@ def finetune_flow(result, X, X_val, config, generator):
     warmup = int(config.finetune_warmup * config.finetune_iter)
     probes = None if config.probes is None else config.probes.to(device=X.device, dtype=X.dtype)
     n = X.shape[0]
-    batch = min(config.batch_size, n)
+    batch = min(config.finetune_batch_size or config.batch_size, n)
     monitor = None if X_val is None else _FlowValidation(X_val, probes)
     before = None if monitor is None else monitor.nll(flow)
     if monitor is not None:
@@ -446,6 +456,7 @@ def finetune_flow(result, X, X_val, config, generator):
     result.finetune_stats = {
         "n_iter": len(losses),
         "learning_rate": float(lr0),
+        "batch_size": int(batch),
         "solver_penalty": float(config.solver_penalty),
         "warmup_steps": warmup,
         "time_s": float(time.perf_counter() - start),
