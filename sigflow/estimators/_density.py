@@ -61,8 +61,9 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         ``n_checks`` (held-out early-stopping checks made while training the block).
     finetune_stats_ : dict or None
         The likelihood refinement of all blocks together (``finetune_iter``): ``n_iter``,
-        ``learning_rate``, ``time_s``, ``nfe_per_step``, held-out ``val_nll_before`` /
-        ``val_nll_after`` (standardised units, ODEs solved twice as finely),
+        ``learning_rate``, ``batch_size`` (rows per step), ``time_s``, ``nfe_per_step``,
+        held-out ``val_nll_before`` / ``val_nll_after`` (standardised units, ODEs solved
+        twice as finely),
         ``solver_gap`` (mean over the held-out rows, without the 1 % most extreme at each end,
         of the NLL with the ``n_ode_steps`` solver minus the NLL with twice the steps;
         negative when that solver flatters the
