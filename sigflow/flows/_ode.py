@@ -180,8 +180,7 @@ def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False
     dacc, dtmp = (buf("ode_dacc", rows), buf("ode_dtmp", rows)) if logdet else (None, None)
     parts = ((x, k, acc, tmp),) + (((ld, d, dacc, dtmp),) if logdet else ())
 
-    two, half, sixth = (workspace_scalar(ws, c, x) for c in (2, h / 2, h / 6))
-    whole = workspace_scalar(ws, h, x)
+    two, whole, half, sixth = (workspace_scalar(ws, c, x) for c in (2, h, h / 2, h / 6))
 
     def stage(t, i, source, step):  # k_i = f(t, x + step * source)
         if source is None:
