@@ -499,6 +499,18 @@ def test_cv_bandwidth_maximises_the_left_out_likelihood():
     assert cv_bandwidth(clustered, max_rows=200) == pytest.approx(best * 600 ** (-1 / 7))
 
 
+def test_a_constant_feature_keeps_unit_scale_despite_rounding():
+    X = np.column_stack([_two_moons_like(300), np.full(300, 0.1)])
+    assert X[:, 2].std() > 0  # about 1e-17 from rounding: not a scale
+    est = FlowDensityEstimator(**SMALL).fit(X)
+    assert est.location_[2] == 0.1 and est.scale_[2] == 1.0
+    assert np.all(est.scale_[:2] != 1.0)  # the varying features keep their own scale
+    # a value a hair off the constant scores like the constant, not ~1e16 scales away
+    near = X[:5].copy()
+    near[:, 2] += 1e-9
+    np.testing.assert_allclose(est.score_samples(near), est.score_samples(X[:5]), atol=1e-3)
+
+
 def test_cv_bandwidth_ignores_constant_features_and_degenerate_data():
     from sigflow.estimators import cv_bandwidth
 

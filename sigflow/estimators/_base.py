@@ -323,7 +323,11 @@ def _robust_location_scale(X):
     unit scale even when the training data hold outliers (anomaly detection) or heavy tails;
     the log-Jacobian of the map is added to the scores, so any affine map gives the same
     density in the user's units. Features with a zero interquartile range (mostly discrete
-    ones) fall back to the standard deviation, and constant features to 1.
+    ones) fall back to the standard deviation, and constant features to 1. Constancy is
+    decided by the range, not by the standard deviation: a column of one repeated value
+    such as 0.1 has a standard deviation of about 1e-17 from rounding alone, which as a
+    scale would add 38 nats to every score and send any other value to about 1e16
+    standard units.
     """
     location = np.median(X, axis=0)
     q75, q25 = np.percentile(X, [75, 25], axis=0)
@@ -331,7 +335,8 @@ def _robust_location_scale(X):
     tiny = np.finfo(np.float64).tiny * 1e3
     std = X.std(axis=0)
     scale = np.where(scale > tiny, scale, std)
-    scale = np.where(scale > tiny, scale, 1.0)
+    varies = np.ptp(X, axis=0) > 0
+    scale = np.where(varies & (scale > tiny), scale, 1.0)
     return location, scale
 
 

@@ -43,8 +43,8 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     location_, scale_ : ndarray of shape (n_features,)
         Internal standardisation ``(X - location_) / scale_``: the median and the
         normal-consistent interquartile range of each feature (the standard deviation
-        where that range is zero), so that outliers in the training data do not squash
-        the bulk of it.
+        where that range is zero, and 1 for a feature that takes a single value), so that
+        outliers in the training data do not squash the bulk of it.
     flow_ : sigflow.flows.Flow
         The trained flow (float64), mapping standardised data to latent space.
     trace_estimator_ : {{"exact", "hutchinson"}}
