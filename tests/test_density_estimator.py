@@ -171,8 +171,8 @@ def test_fitted_attributes(fitted_2d):
     assert len(est.block_stats_) == 3
     refine = est.finetune_stats_
     assert 0 < refine["n_iter"] <= 60 and refine["nfe_per_step"] == 3 * 6 * 4
-    assert refine["learning_rate"] == est.finetune_learning_rate == 5e-3
-    assert refine["solver_penalty"] == est.solver_penalty == 30.0
+    assert refine["learning_rate"] == est.finetune_learning_rate == 8e-3
+    assert refine["solver_penalty"] == est.solver_penalty == 60.0
     assert refine["warmup_steps"] == 6  # the rate rises over the first 10 % of the 60 steps
     assert est.kinetic_penalty == 0.0
     # the best weights start as the block-wise ones, so "after" can only tie or improve:

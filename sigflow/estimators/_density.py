@@ -13,9 +13,9 @@ __all__ = ["FlowDensityEstimator"]
 
 
 _FLOW_DOC = _flow_params_doc(
-    finetune_iter="500", finetune_lr="5e-3", finetune_warmup="0.1", finetune_batch_size="1024",
+    finetune_iter="500", finetune_lr="8e-3", finetune_warmup="0.1", finetune_batch_size="1024",
     smoothing="None",
-    kinetic="0.0", solver_penalty="30.0",
+    kinetic="0.0", solver_penalty="60.0",
 )
 
 
