@@ -12,6 +12,7 @@ import warnings
 import joblib
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -497,6 +498,42 @@ def test_cv_bandwidth_maximises_the_left_out_likelihood():
     sub = clustered[np.random.RandomState(0).choice(600, 200, replace=False)]
     best = grid[np.argmax(loo_log_likelihood(sub, grid * 200 ** (-1 / 7)))]
     assert cv_bandwidth(clustered, max_rows=200) == pytest.approx(best * 600 ** (-1 / 7))
+
+
+def test_scores_take_more_solver_steps_when_the_refined_flow_needs_them():
+    from sigflow.flows import SolverAccuracyWarning
+    from sigflow.flows._training import SOLVER_GAP_WARN, _FlowValidation
+
+    X = _two_moons_like(400)
+    # one midpoint step per block cannot follow the refined fields
+    coarse = dict(
+        n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=50, batch_size=64,
+        ode_solver="midpoint", n_ode_steps=1, finetune_iter=20, random_state=0,
+    )
+    est = FlowDensityEstimator(**coarse).fit(X)
+    stats = est.finetune_stats_
+    assert est.n_ode_steps_ == est.flow_.n_steps == stats["scoring_steps"]
+    assert 1 < est.n_ode_steps_ <= 4
+    assert abs(stats["solver_gap"]) <= SOLVER_GAP_WARN
+    # with the step it was given, the same flow misstates its density on these rows
+    rows = _FlowValidation(torch.as_tensor((X - est.location_) / est.scale_), None)
+    est.flow_.n_steps = 1
+    assert rows.solver_gap(est.flow_) < -SOLVER_GAP_WARN
+    est.flow_.n_steps = est.n_ode_steps_
+    # the detector, refined the same way, keeps its steps and warns instead
+    same = dict(
+        smoothing=None, finetune_learning_rate=8e-3, finetune_warmup=0.1, kinetic_penalty=0.0,
+        finetune_batch_size=1024, contamination=0.05,
+    )
+    with pytest.warns(SolverAccuracyWarning):
+        det = FlowAnomalyDetector(**coarse, **same).fit(X)
+    assert det.n_ode_steps_ == det.flow_.n_steps == 1
+    # models pickled before the attribute existed take their flow's steps
+    state = est.__getstate__()
+    state.pop("n_ode_steps_")
+    old = FlowDensityEstimator.__new__(FlowDensityEstimator)
+    old.__setstate__(state)
+    assert old.n_ode_steps_ == est.flow_.n_steps
 
 
 def test_a_constant_feature_keeps_unit_scale_despite_rounding():

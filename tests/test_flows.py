@@ -592,6 +592,8 @@ def test_finetune_is_skipped_when_no_rows_can_be_held_out():
         ("finetune_warmup", 1.0, "finetune_warmup must be in"),
         ("finetune_batch_size", 0, "finetune_batch_size must be None or a positive integer"),
         ("finetune_batch_size", 8.5, "finetune_batch_size must be None or a positive integer"),
+        ("max_scoring_steps", 0, "max_scoring_steps must be None or a positive integer"),
+        ("max_scoring_steps", True, "max_scoring_steps must be None or a positive integer"),
         ("finetune_warmup", -0.1, "finetune_warmup must be in"),
         ("solver_penalty", float("inf"), "solver_penalty must be a non-negative number"),
         ("finetune_learning_rate", 0.0, "finetune_learning_rate must be a positive number"),

@@ -114,6 +114,9 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     n_features_in_, device_, location_, scale_, flow_, trace_estimator_, probes_,
     loss_curve_, block_stats_, finetune_stats_, n_iter_, smoothing_ :
         As in :class:`FlowDensityEstimator`.
+    n_ode_steps_ : int
+        Solver steps per block of the fitted flow: always ``n_ode_steps`` here (the
+        detector does not add steps when the refinement's solver gap is large; it warns).
 
     See Also
     --------

@@ -68,7 +68,8 @@ _FLOW_PARAMS_DOC = """
         sample's score independent of the other samples in its batch.
     n_ode_steps : int, default=4
         Solver steps per block. Function evaluations per block are
-        ``n_ode_steps * {rk4: 4, midpoint: 2, euler: 1}``.
+        ``n_ode_steps * {rk4: 4, midpoint: 2, euler: 1}``. ``FlowDensityEstimator``
+        scores with more when the refined flow needs them (``n_ode_steps_``).
     step_size : float, default=0.3
         Ornstein-Uhlenbeck time ``h_1`` of the first block (``"lfm"``, ``"jko"``). On data
         with very narrow modes a smaller first step with a larger ratio (for example 0.05
@@ -195,7 +196,8 @@ _FLOW_PARAMS_DOC = """
         60 holds it to 0.004, while the finely solved likelihood of LFM fits is the same
         with 30 or 60 (``benchmarks/RESULTS.md``, "Density"). On small data with discrete
         features no weight may hold it (1,159 rows of ADBench's cardio: ``solver_gap``
-        about -0.2 nats at 60 and at 120, with a warning); ``n_ode_steps=8`` did (-0.002).
+        about -0.2 nats at 60 and at 120); ``n_ode_steps=8`` did (-0.002), and
+        ``FlowDensityEstimator`` then scores with more steps itself (``n_ode_steps_``).
         ``FlowAnomalyDetector`` takes 0, with which its benchmarks were run. It needs
         ``ode_solver="rk4"`` (four evaluations per step); with the other solvers it has
         no effect.
@@ -354,6 +356,10 @@ class BaseFlowEstimator(BaseEstimator):
     # The warm-up this class refined with while it was a class setting, before
     # ``finetune_warmup`` became a parameter (see ``_legacy_warmup``).
     _legacy_finetune_warmup = 0.1
+    # Most solver steps per block, as a multiple of ``n_ode_steps``, that the refinement may
+    # give the scores when ``n_ode_steps`` misstates the refined flow's density (None: never
+    # more than ``n_ode_steps``; see ``TrainingConfig.max_scoring_steps``).
+    _max_scoring_steps_factor = None
 
     def __init__(
         self,
@@ -445,6 +451,10 @@ class BaseFlowEstimator(BaseEstimator):
             finetune_batch_size=self.finetune_batch_size,
             kinetic_penalty=self.kinetic_penalty,
             solver_penalty=self.solver_penalty,
+            max_scoring_steps=(
+                None if self._max_scoring_steps_factor is None
+                else self._max_scoring_steps_factor * self.n_ode_steps
+            ),
             verbose=self.verbose,
         )
         config.validate()  # n_blocks is checked even where "fm" ignores it
@@ -537,6 +547,7 @@ class BaseFlowEstimator(BaseEstimator):
         Xs = torch.as_tensor(Z, dtype=torch.float32, device=device)
         result = train_flow(Xs, config, generator)
         self.flow_ = result.flow.to(dtype=torch.float64)
+        self.n_ode_steps_ = self.flow_.n_steps
         self.probes_ = None if config.probes is None else config.probes.to(torch.float64)
         self.loss_curve_ = list(result.loss_curve)
         self.block_stats_ = list(result.block_stats)
@@ -783,6 +794,7 @@ class BaseFlowEstimator(BaseEstimator):
         state.setdefault("finetune_batch_size", None)  # the refinement used batch_size
         if "flow_" in state:
             state.setdefault("smoothing_", 0.0)
+            state.setdefault("n_ode_steps_", state["flow_"].n_steps)
         super().__setstate__(state)
 
     def _legacy_warmup(self, state):
