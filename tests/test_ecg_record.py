@@ -86,6 +86,24 @@ def test_truncated_dat_names_the_file(tmp_path):
         load_record(tmp_path / "synth01")
 
 
+@pytest.mark.parametrize("keep", [0.5, 0.5 + 1e-3])  # cut at an even and an odd byte
+def test_truncated_annotation_file_names_the_file(tmp_path, keep):
+    src = example_records()[0]
+    for ext in (".hea", ".dat"):
+        shutil.copy(src + ext, tmp_path / ("synth01" + ext))
+    data = open(src + ".atr", "rb").read()
+    cut = int(len(data) * keep)
+    cut += (cut % 2) if keep == 0.5 else (1 - cut % 2)
+    (tmp_path / "synth01.atr").write_bytes(data[:cut])
+    with pytest.raises(RecordFormatError, match=r"truncated WFDB annotation file .*synth01\.atr"):
+        load_record(tmp_path / "synth01")
+    # the whole file reads, and the signal alone still can
+    (tmp_path / "synth01.atr").write_bytes(data)
+    assert len(load_record(tmp_path / "synth01").ann_samples) > 100
+    (tmp_path / "synth01.atr").write_bytes(data[:cut])
+    assert load_record(tmp_path / "synth01", annotation=None).ann_samples is None
+
+
 def test_malformed_header_names_the_file(tmp_path):
     src = example_records()[0]
     shutil.copy(src + ".dat", tmp_path / "synth01.dat")

@@ -179,6 +179,29 @@ def _check_local_files(path: str, *, segment_of: str | None = None) -> None:
             )
 
 
+def _check_annotation_end(ann_file):
+    """Raise for a local annotation file that was cut short.
+
+    A WFDB (MIT-format) annotation file ends with a zero 16-bit word, the end-of-file
+    marker. :func:`wfdb.rdann` does not check for it: a file cut at an even byte count
+    loads silently with only the annotations before the cut (half of MIT-BIH 101.atr gives
+    932 of its 1,874 beats, the last at 14.6 minutes of 30), and the beats after it would
+    be missing from every result.
+    """
+    size = os.path.getsize(ann_file)
+    end = b""
+    if size >= 2:
+        with open(ann_file, "rb") as f:
+            f.seek(size - 2)
+            end = f.read(2)
+    if size % 2 or end != b"\0\0":
+        raise RecordFormatError(
+            f"truncated WFDB annotation file {ann_file}: it does not end with the end-of-file "
+            f"marker (a zero 16-bit word; {size} bytes), so annotations after the cut would be "
+            "missing; copy the file again, or pass annotation=None to read the signal alone"
+        )
+
+
 def _annotations_at(ann, fs, n_samples, ann_file):
     """Annotation sample indices at the record's rate ``fs`` and their symbols.
 
@@ -238,7 +261,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     FileNotFoundError
         When the header or a signal file is missing (the message names it).
     RecordFormatError
-        When a file is malformed or truncated (the message names it).
+        When a file is malformed or truncated (the message names it), including an
+        annotation file that lacks its end-of-file marker.
 
     Examples
     --------
@@ -280,6 +304,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     if annotation is not None:
         ann_file = f"{path}.{annotation}"
         if pn_dir is not None or os.path.isfile(ann_file):
+            if pn_dir is None:
+                _check_annotation_end(ann_file)
             try:
                 with _quiet_wfdb():
                     ann = wfdb.rdann(path, annotation, pn_dir=pn_dir)
