@@ -317,8 +317,7 @@ def run_dataset(name, args):
         rows.append(row)
         print(
             f"  {model:16s} gap {gap:8.4f}  fit {fit_s:7.1f} s (cpu {fit_cpu:7.1f} s)  "
-            f"score {score_s:6.2f} s "
-            f"({row['rate']:9.0f}/s)  {info}",
+            f"score {score_s:6.2f} s first call, {row['rate']:9.0f}/s warm  {info}",
             flush=True,
         )
         return row
@@ -440,7 +439,8 @@ def main(argv=None):
     for name in args.datasets:
         rows += run_dataset(name, args)
 
-    print("\n| dataset | d | model | gap (nats) | fit (s) | fit CPU (s) | score (s) | notes |")
+    print("\n| dataset | d | model | gap (nats) | fit (s) | fit CPU (s) | score, first call (s) "
+          "| notes |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for r in rows:
         notes = ", ".join(f"{k} {v}" for k, v in r["info"].items())
