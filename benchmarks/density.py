@@ -304,11 +304,7 @@ def run_dataset(name, args):
                 info["train_gap_5000"] = round(
                     float(np.mean(dist.log_prob(Xs) - est.score_samples(Xs))), 4
                 )
-            # zuko's flows compute in float32: sigflow's rate in that precision beside its
-            # float64 default
-            est.set_params(inference_dtype="float32")
-            info["rate_float32"] = round(_median_rate(est.score_samples, Xt))
-            est.set_params(inference_dtype="float64")
+            info["rate_float32"] = round(_float32_rate(est, Xt))  # beside the float64 default
         row = {
             "dataset": name, "d": dist.dim, "model": model, "gap": gap, "fit_s": fit_s,
             "fit_cpu": fit_cpu,
@@ -356,6 +352,17 @@ def _median_rate(score, Xt, repeats=3):
     return len(Xt) / float(np.median(times))
 
 
+def _float32_rate(est, Xt):
+    """:func:`_median_rate` of a sigflow estimator scoring in float32, the precision zuko
+    computes in; the estimator keeps its own precision afterwards."""
+    dtype = est.inference_dtype
+    est.set_params(inference_dtype="float32")
+    try:
+        return _median_rate(est.score_samples, Xt)
+    finally:
+        est.set_params(inference_dtype=dtype)
+
+
 def throughput_only(args):
     """Scoring rates without the full fits: sigflow's cost per sample is fixed by its solver
     and network (it does not depend on training), so a briefly trained model is timed;
@@ -375,8 +382,7 @@ def throughput_only(args):
         est = FlowDensityEstimator(max_iter=20, finetune_iter=0, random_state=args.seed).fit(X)
         rates = {"lfm": _median_rate(est.score_samples, Xt)}
         nfe = est.flow_.last_nfe
-        est.set_params(inference_dtype="float32")
-        rates["lfm32"] = _median_rate(est.score_samples, Xt)
+        rates["lfm32"] = _float32_rate(est, Xt)
         for kind in ("cnf", "nsf"):
             score, _ = fit_zuko(X, kind, budget, args.seed)
             rates[kind] = _median_rate(score, Xt)
