@@ -40,10 +40,19 @@ def main(argv=None):
                         help="a smoke run in seconds (tiny fits; the scores mean little)")
     args = parser.parse_args(argv)
     records = args.records or example_records()
+    if len(records) < 2:
+        parser.error("give at least two records: each is scored by a detector fitted on "
+                     "the normal beats of the others")
 
     X, y, groups, samples = load_beats(records, return_samples=True)
     print(f"{len(X)} beats from {len(set(groups))} records:",
           {c: int((y == c).sum()) for c in "NSVFQ" if (y == c).any()})
+    if len(set(groups)) < 2:
+        parser.error(f"the records hold beats from only {len(set(groups))} distinct record "
+                     "name(s); give at least two different records")
+    if not (y == "N").any():
+        parser.error("no beat is annotated as normal (N): the detector learns from normal "
+                     "beats, so the records need beat annotations")
 
     params = {"random_state": 0, "device": args.device}
     if args.quick:

@@ -6,6 +6,7 @@ import csv
 import io
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -160,12 +161,21 @@ def _ecg(duration=40, seed=0):
     return make_synthetic_ecg(duration=duration, v_rate=0.1, random_state=seed)
 
 
-def test_a_record_without_beats_is_skipped(tmp_path, capsys):
+@pytest.mark.parametrize("lead", ["zeros", "nan"])
+def test_a_record_without_beats_is_skipped(tmp_path, capsys, lead):
     sig, fs, ann = _ecg()
     good = _write_record(tmp_path, "good", sig, fs, ann=(ann["sample"], ann["symbol"]))
-    flat = _write_record(tmp_path, "flat", np.zeros(int(10 * fs)), fs)
+    if lead == "zeros":
+        flat = _write_record(tmp_path, "flat", np.zeros(int(10 * fs)), fs)
+    else:  # an annotated record whose lead holds only invalid samples (WFDB's gaps)
+        flat = _write_record(tmp_path, "flat", np.full(len(sig), np.nan), fs,
+                             ann=(ann["sample"], ann["symbol"]))
     out = tmp_path / "out"
-    assert main(["detect", good, flat, "--out", str(out), *_FAST]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["detect", good, flat, "--out", str(out), *_FAST]) == 0
+    if lead == "nan":
+        assert any("lead MLII holds no finite sample" in str(w.message) for w in caught)
     stdout = capsys.readouterr().out
     assert "skipping record flat" in stdout and "no beats found" in stdout
     assert "from 1 record(s)" in stdout

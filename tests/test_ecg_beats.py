@@ -124,14 +124,18 @@ def test_invalid_samples_drop_only_the_beats_they_touch():
     assert np.median(np.abs(gappy.features[far] - kept[far])) < 0.02
 
 
-def test_segment_beats_rejects_a_lead_without_finite_samples():
+def test_segment_beats_of_a_lead_without_finite_samples_is_empty_with_a_warning():
     import dataclasses
 
     rec = load_record(example_records()[0])
     signal = rec.signal.copy()
     signal[:, rec.lead_index("MLII")] = np.nan
-    with pytest.raises(ValueError, match="holds no finite sample"):
-        segment_beats(dataclasses.replace(rec, signal=signal))
+    with pytest.warns(UserWarning, match="lead MLII holds no finite sample"):
+        beats = segment_beats(dataclasses.replace(rec, signal=signal))
+    clean = segment_beats(rec)
+    assert len(beats) == 0 and beats.features.shape == (0, clean.features.shape[1])
+    assert beats.feature_names == clean.feature_names and beats.annotated
+    assert beats.lead == "MLII" and beats.channel == clean.channel
 
 
 @pytest.mark.parametrize("n_morphology", [0, 253, 2.5, True])

@@ -125,10 +125,12 @@ def test_aami_mapping():
         "N": "N", "L": "N", "R": "N", "e": "N", "j": "N",
         "A": "S", "a": "S", "J": "S", "S": "S",
         "V": "V", "E": "V", "F": "F", "/": "Q", "f": "Q", "Q": "Q",
+        # WFDB's other beat codes, as its AAMI map assigns them
+        "B": "N", "n": "N", "r": "V", "?": "Q",
     }
     symbols = list(expected)
     assert aami_class(symbols).tolist() == [expected[s] for s in symbols]
-    for non_beat in ["+", "~", "|", "!", "x", '"', "[", "]", "T", "p", "t", "u", "?"]:
+    for non_beat in ["+", "~", "|", "!", "x", '"', "[", "]", "T", "p", "t", "u", "^", "@"]:
         assert aami_class(non_beat) == ""
     assert AAMI_CLASSES == ("N", "S", "V", "F", "Q")
 
@@ -294,3 +296,55 @@ def test_mitdb_lead_by_name_and_fallback(shared_data):
     with pytest.warns(UserWarning, match="no lead 'MLII'.*channel 0"):
         beats = segment_beats(rec102, lead="MLII")
     assert beats.lead == "V5"
+
+
+# --- choosing channels ---------------------------------------------------------------------
+
+
+def test_load_record_channels_by_index_or_name(tmp_path):
+    sig, fs, _ = _synthetic(5)
+    two = np.stack([sig, -0.5 * sig], axis=1)
+    _write(tmp_path, "two", two, fs, leads=("MLII", "V1"))
+    full = load_record(tmp_path / "two")
+    assert full.leads == ["MLII", "V1"]
+    for channels in (["V1", "MLII"], [1, 0], ["V1", 0]):
+        rec = load_record(tmp_path / "two", channels=channels)
+        assert rec.leads == ["V1", "MLII"]
+        np.testing.assert_array_equal(rec.signal, full.signal[:, [1, 0]])
+    assert load_record(tmp_path / "two", channels="V1").leads == ["V1"]
+
+
+@pytest.mark.parametrize(
+    ("channels", "match"),
+    [
+        (["V5"], r"has no lead 'V5'; its 2 channel\(s\): \['MLII', 'V1'\]"),
+        ([2], r"index 2 is out of range .*its 2 channel\(s\)"),
+        ([-1], "index -1 is out of range"),
+        ([True], "channel indices or lead names, got True"),
+        (1.5, "must be a list of channel indices or lead names"),
+        ([0, "MLII"], "distinct channels"),
+        ([], "at least one"),
+    ],
+)
+def test_load_record_rejects_bad_channels(tmp_path, channels, match):
+    # a ValueError about the argument, not a RecordFormatError about the files
+    sig, fs, _ = _synthetic(5)
+    _write(tmp_path, "two", np.stack([sig, sig], axis=1), fs, leads=("MLII", "V1"))
+    with pytest.raises(ValueError, match=match) as info:
+        load_record(tmp_path / "two", channels=channels)
+    assert not isinstance(info.value, RecordFormatError)
+
+
+def test_load_record_channels_of_a_multi_segment_record(tmp_path):
+    sig, fs, _ = _synthetic(20)
+    half = len(sig) // 2
+    _write(tmp_path, "seg0", sig[:half], fs)
+    _write(tmp_path, "seg1", sig[half:], fs)
+    (tmp_path / "multi.hea").write_text(
+        f"multi/2 1 {fs:g} {len(sig)}\nseg0 {half}\nseg1 {len(sig) - half}\n"
+    )
+    full = load_record(tmp_path / "multi")
+    rec = load_record(tmp_path / "multi", channels=[0])
+    np.testing.assert_array_equal(rec.signal, full.signal)
+    with pytest.raises(ValueError, match="index 1 is out of range"):
+        load_record(tmp_path / "multi", channels=[1])

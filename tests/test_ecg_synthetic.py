@@ -95,3 +95,34 @@ def test_example_records_content():
         for ext in (".hea", ".dat", ".atr"):
             total += len(open(p + ext, "rb").read())
     assert total < 1_000_000
+
+
+@pytest.mark.parametrize("duration", [1 / 360, 0.01, 1.0])
+def test_a_recording_too_short_for_a_beat_has_no_annotations(tmp_path, duration):
+    sig, fs, ann = make_synthetic_ecg(duration=duration, random_state=0)
+    assert sig.shape == (round(duration * 360),) and np.isfinite(sig).all()
+    assert ann["sample"].dtype == np.int64 and ann["sample"].shape == (0,)
+    assert ann["symbol"].shape == (0,)
+    # written without an .atr (WFDB has no empty one), and a stale one is not left behind
+    write_synthetic_record("short", tmp_path, duration=20, random_state=0)
+    path = write_synthetic_record("short", tmp_path, duration=duration, random_state=0)
+    rec = load_record(path)
+    assert rec.signal.shape == (len(sig), 1) and not rec.has_annotations
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"duration": 0}, "duration must be a positive number"),
+        ({"duration": float("nan")}, "duration must be a positive number"),
+        ({"duration": 0.001}, "holds no sample"),
+        ({"fs": -360.0}, "fs must be a positive number"),
+        ({"heart_rate": 0}, "heart_rate must be a positive number"),
+        ({"v_rate": -0.1}, "v_rate must be a non-negative number"),
+        ({"s_rate": 0.6, "v_rate": 0.6}, "s_rate \\+ v_rate must be at most 1"),
+        ({"noise": float("inf")}, "noise must be a non-negative number"),
+    ],
+)
+def test_make_synthetic_ecg_rejects_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        make_synthetic_ecg(**{"duration": 10, **params})

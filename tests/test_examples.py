@@ -31,6 +31,19 @@ def test_ecg_anomaly_detection_example(tmp_path):
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+def test_ecg_anomaly_detection_example_needs_two_records(tmp_path):
+    from sigflow.ecg import example_records
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "ecg_anomaly_detection.py"), "--quick",
+         example_records()[0]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 2 and "give at least two records" in done.stderr
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
 def test_ecg_grid_search_example(tmp_path):
     out = _run("ecg_grid_search.py", cwd=tmp_path)
     assert "2 candidates x 2 folds" in out and "best:" in out

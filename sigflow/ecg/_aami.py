@@ -1,4 +1,4 @@
-"""AAMI EC57 beat classes from MIT-BIH annotation symbols."""
+"""AAMI EC57 beat classes from WFDB annotation symbols."""
 
 from __future__ import annotations
 
@@ -9,23 +9,27 @@ __all__ = ["AAMI_CLASSES", "AAMI_MAP", "aami_class"]
 #: The five AAMI classes, in the conventional order.
 AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 
-#: MIT-BIH beat symbol -> AAMI class. Symbols not listed are not beats.
+#: WFDB beat symbol -> AAMI class, for the 19 annotation codes that WFDB counts as beats
+#: (its ``isqrs``), as WFDB's own AAMI map assigns them: the 15 of MIT-BIH, and the
+#: bundle branch block beat ``B`` and the supraventricular escape beat ``n`` (N), the R-on-T
+#: premature ventricular contraction ``r`` (V) and the beat left unclassified while
+#: learning ``?`` (Q), which other databases use. Symbols not listed are not beats.
 AAMI_MAP = {
-    **dict.fromkeys(("N", "L", "R", "e", "j"), "N"),
+    **dict.fromkeys(("N", "L", "R", "B", "e", "j", "n"), "N"),
     **dict.fromkeys(("A", "a", "J", "S"), "S"),
-    **dict.fromkeys(("V", "E"), "V"),
+    **dict.fromkeys(("V", "E", "r"), "V"),
     "F": "F",
-    **dict.fromkeys(("/", "f", "Q"), "Q"),
+    **dict.fromkeys(("/", "f", "Q", "?"), "Q"),
 }
 
 
 def aami_class(symbols):
-    """Map MIT-BIH annotation symbols to AAMI classes.
+    """Map WFDB annotation symbols (MIT-BIH's and the other beat codes) to AAMI classes.
 
     Parameters
     ----------
     symbols : str or array-like of str
-        MIT-BIH annotation symbols.
+        WFDB annotation symbols (:data:`AAMI_MAP` lists the beat codes).
 
     Returns
     -------

@@ -140,13 +140,19 @@ def _fill_gaps(x, name, lead):
     """``x`` with non-finite samples linearly interpolated, and the mask of those samples.
 
     WFDB gives invalid samples as NaN in physical units; a zero-phase filter would spread
-    one of them over the whole lead.
+    one of them over the whole lead. A lead without any finite sample is all zeros, with
+    a warning (its beats all touch invalid samples and are left out).
     """
     bad = ~np.isfinite(x)
     if not bad.any():
         return x, bad
     if bad.all():
-        raise ValueError(f"record {name}: lead {lead} holds no finite sample")
+        warnings.warn(
+            f"record {name}: lead {lead} holds no finite sample, so it has no beats",
+            UserWarning,
+            stacklevel=3,
+        )
+        return np.zeros_like(x), bad
     idx = np.arange(x.shape[0])
     filled = x.copy()
     filled[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
@@ -229,7 +235,8 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     -----
     Invalid samples (NaN or infinite, as WFDB reads gaps in a recording) are bridged by
     linear interpolation before filtering, and beats whose morphology window touches one
-    are left out with a warning; their neighbours' RR intervals are measured as usual.
+    are left out with a warning; their neighbours' RR intervals are measured as usual. A
+    lead without any finite sample gives no beats, with a warning.
 
     Examples
     --------
@@ -261,9 +268,17 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         )
     raw, invalid = _fill_gaps(np.asarray(rec.signal[:, ch], dtype=np.float64), rec.name,
                               rec.leads[ch])
+    n_features = n_morphology + len(_SHAPE) + len(_RHYTHM_ADAPTED)
+    names = [f"morph_{i:02d}" for i in range(n_morphology)] + list(_SHAPE)
+    names += list(_RHYTHM_ADAPTED if adapt else _RHYTHM_RAW)
+    annotated = bool(use_annotations and rec.has_annotations)
+    if invalid.all():  # nothing to describe (``_fill_gaps`` warned)
+        annotated = annotated and bool((aami_class(rec.ann_symbols) != "").any())
+        none = np.zeros(0, dtype="<U1")
+        return Beats(np.zeros((0, n_features)), none, none, np.zeros(0, dtype=np.int64),
+                     rec.name, fs, rec.leads[ch], names, annotated, ch)
     x = bandpass_ecg(raw, fs, low=0.5, high=40.0)
 
-    annotated = bool(use_annotations and rec.has_annotations)
     if annotated:
         cls = aami_class(rec.ann_symbols)
         keep = cls != ""
@@ -290,9 +305,6 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     order = np.argsort(samples, kind="stable")
     samples, symbols, labels = samples[order], symbols[order], labels[order]
 
-    n_features = n_morphology + len(_SHAPE) + len(_RHYTHM_ADAPTED)
-    names = [f"morph_{i:02d}" for i in range(n_morphology)] + list(_SHAPE)
-    names += list(_RHYTHM_ADAPTED if adapt else _RHYTHM_RAW)
     valid = np.ones(len(samples), dtype=bool)
     if invalid.any() and len(samples):
         # beats whose window touches an invalid sample: their shape is interpolation

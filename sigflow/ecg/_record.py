@@ -228,6 +228,46 @@ def _annotations_at(ann, fs, n_samples, ann_file):
     return samples, symbols
 
 
+def _channel_indices(wfdb, path, pn_dir, channels):
+    """``channels`` (indices or lead names) as indices, checked against the record's header."""
+    if isinstance(channels, (str, int, np.integer)):
+        channels = [channels]
+    try:
+        items = list(channels)
+    except TypeError:
+        raise ValueError(
+            f"channels must be a list of channel indices or lead names, got {channels!r}"
+        ) from None
+    where = f"{pn_dir}/{path}" if pn_dir else path
+    try:
+        with _quiet_wfdb():
+            header = wfdb.rdheader(path, pn_dir=pn_dir)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise RecordFormatError(f"could not read WFDB header {where}.hea: {exc}") from exc
+    n_sig = int(header.n_sig)
+    names = [str(v) for v in (getattr(header, "sig_name", None) or [])]
+    listed = f"its {n_sig} channel(s): {names}" if names else f"its {n_sig} channel(s)"
+    out = []
+    for c in items:
+        if isinstance(c, str):
+            if c not in names:
+                raise ValueError(f"channels: record {where} has no lead {c!r}; {listed}")
+            out.append(names.index(c))
+        elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if not 0 <= c < n_sig:
+                raise ValueError(
+                    f"channels: index {c} is out of range for record {where}; {listed}"
+                )
+            out.append(int(c))
+        else:
+            raise ValueError(f"channels must hold channel indices or lead names, got {c!r}")
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"channels must name distinct channels, at least one; got {channels!r}")
+    return out
+
+
 def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     """Read a WFDB record, in physical units, with its annotations when present.
 
@@ -241,8 +281,10 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     pn_dir : str, default=None
         PhysioNet database directory (e.g. ``"mitdb"``) to stream the record
         from instead of local files; needs network access.
-    channels : list of int, default=None
-        Channels to read (all by default).
+    channels : list of int or str, default=None
+        Channels to read, by index or by lead name (``["MLII"]``), in that order; all by
+        default. A channel the header does not list raises ``ValueError`` naming the
+        record's leads.
     annotation : str or None, default="atr"
         Annotation file extension. The annotations are read when the file
         exists (always tried with ``pn_dir``); None skips them. When the
@@ -281,6 +323,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     name = Path(path).name
     if pn_dir is None:
         _check_local_files(path)
+    if channels is not None:
+        channels = _channel_indices(wfdb, path, pn_dir, channels)
     try:
         with _quiet_wfdb():
             # m2s: a multi-segment record is read as one record (gaps as NaN)

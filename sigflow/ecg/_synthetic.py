@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import numbers
 import os
 
 import numpy as np
@@ -76,7 +79,9 @@ def make_synthetic_ecg(duration=150.0, fs=360.0, *, heart_rate=72.0, hrv=0.05, l
     Parameters
     ----------
     duration : float, default=150.0
-        Length in seconds.
+        Length in seconds. Beats are placed from about 0.5 s after the start to 0.5 s
+        before the end, so a recording of a second or two may hold none (its
+        annotations are then empty).
     fs : float, default=360.0
         Sampling frequency in Hz.
     heart_rate : float, default=72.0
@@ -116,9 +121,22 @@ def make_synthetic_ecg(duration=150.0, fs=360.0, *, heart_rate=72.0, hrv=0.05, l
     >>> set(ann["symbol"]) <= {"N", "A", "V"}
     True
     """
+    for name, value, low in (("duration", duration, 0.0), ("fs", fs, 0.0),
+                             ("heart_rate", heart_rate, 0.0)):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > low):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    for name, value in (("hrv", hrv), ("lf_hf", lf_hf), ("s_rate", s_rate),
+                        ("v_rate", v_rate), ("noise", noise),
+                        ("baseline_wander", baseline_wander), ("amplitude", amplitude)):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    if s_rate + v_rate > 1:
+        raise ValueError(f"s_rate + v_rate must be at most 1, got {s_rate} + {v_rate}")
     rng = random_state if isinstance(random_state, np.random.Generator) \
         else np.random.default_rng(random_state)
     n = int(round(duration * fs))
+    if n < 1:
+        raise ValueError(f"duration={duration} s at fs={fs} Hz holds no sample")
     t = np.arange(n) / fs
     rr_mean = 60.0 / heart_rate
     n_max = int(duration / (0.5 * rr_mean)) + 4
@@ -158,11 +176,11 @@ def make_synthetic_ecg(duration=150.0, fs=360.0, *, heart_rate=72.0, hrv=0.05, l
             tb = t_ect + rr_normal[k] if sym == "A" else t_last + 2 * rr_exp
         prev = sym
         k += 1
-    times = np.asarray(times)
-    symbols = np.asarray(symbols)
+    times = np.asarray(times, dtype=np.float64)
+    symbols = np.asarray(symbols, dtype="<U1")
 
     sig = np.zeros(n)
-    rr_local = np.diff(np.concatenate([[times[0] - rr_mean], times]))
+    rr_local = np.diff(np.concatenate([times[:1] - rr_mean, times]))
     for tk, sym, rr in zip(times, symbols, rr_local, strict=True):
         qt = np.sqrt(max(rr, 0.3) / 1.0) if sym != "A" else np.sqrt(rr_mean)
         off = offsets.copy()
@@ -187,7 +205,9 @@ def make_synthetic_ecg(duration=150.0, fs=360.0, *, heart_rate=72.0, hrv=0.05, l
     drift = np.cumsum(rng.normal(0, 1, size=n)) / np.sqrt(fs)
     from scipy.signal import butter, sosfiltfilt
 
-    drift = sosfiltfilt(butter(2, 0.1, fs=fs, output="sos"), drift)
+    sos = butter(2, 0.1, fs=fs, output="sos")
+    # scipy's default padding (3 (2 sections + 1) samples), shortened for very short signals
+    drift = sosfiltfilt(sos, drift, padlen=min(3 * (2 * len(sos) + 1), n - 1))
     drift = drift / (np.abs(drift).max() + 1e-12)
     sig += baseline_wander * (np.sin(2 * np.pi * resp * t + rng.uniform(0, 2 * np.pi))
                               + 0.5 * drift)
@@ -213,7 +233,8 @@ def write_synthetic_record(name, write_dir=".", **params):
     """Generate a synthetic ECG and write it as a WFDB record with annotations.
 
     Writes ``name.hea`` and ``name.dat`` (format 212, gain 200 adu/mV, lead
-    ``MLII``, like MIT-BIH) and ``name.atr`` (MIT-BIH beat symbols).
+    ``MLII``, like MIT-BIH) and ``name.atr`` (MIT-BIH beat symbols; none when the
+    recording is too short to hold a beat).
 
     Parameters
     ----------
@@ -252,6 +273,10 @@ def write_synthetic_record(name, write_dir=".", **params):
             comments=[f"sigflow synthetic ECG (McSharry et al. 2003 wave model): {params}"],
             write_dir=write_dir,
         )
-        wfdb.wrann(name, "atr", ann["sample"], symbol=list(ann["symbol"]), fs=fs,
-                   write_dir=write_dir)
+        if len(ann["sample"]):
+            wfdb.wrann(name, "atr", ann["sample"], symbol=list(ann["symbol"]), fs=fs,
+                       write_dir=write_dir)
+    if not len(ann["sample"]):  # WFDB cannot write an empty annotation file
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(write_dir, name + ".atr"))  # not a stale one either
     return os.path.join(write_dir, name)
