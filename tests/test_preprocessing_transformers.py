@@ -153,6 +153,18 @@ def test_spectral_features_errors(params, match):
         SpectralFeatures(**params).fit(X)
 
 
+def test_spectral_features_low_rate_without_band_features():
+    # The default bands reach 45 Hz; at 50 Hz they only matter to the band powers.
+    fs = 50.0
+    t = np.arange(256) / fs
+    X = np.stack([np.sin(2 * np.pi * f * t) for f in (3.125, 9.375)])
+    sf = SpectralFeatures(fs=fs, features=("dominant_frequency", "spectral_centroid")).fit(X)
+    np.testing.assert_allclose(sf.transform(X)[:, 0], [3.125, 9.375])
+    bad = r"fs / 2 = 25; got \[\(13\.0, 30\.0\), \(30\.0, 45\.0\)\]"  # plain floats
+    with pytest.raises(ValueError, match=bad):
+        SpectralFeatures(fs=fs, features=("relative_band_power",)).fit(X)
+
+
 def test_spectral_features_rejects_nan_and_wrong_width():
     X = np.random.default_rng(0).normal(size=(3, 64))
     sf = SpectralFeatures(fs=100.0).fit(X)

@@ -25,6 +25,7 @@ SPECTRAL_FEATURES = (
     "spectral_slope",
 )
 _EDGES = {"spectral_edge_50": 0.5, "spectral_edge_90": 0.9, "spectral_edge_95": 0.95}
+_BAND_FEATURES = frozenset(("band_power", "relative_band_power"))
 _DEFAULT_BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 
 
@@ -70,7 +71,8 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         Sampling frequency of the rows (Hz), > 0.
     bands : tuple of (float, float), default=EEG delta to gamma
         ``((0.5, 4), (4, 8), (8, 13), (13, 30), (30, 45))``; each band needs
-        ``0 <= lo < hi <= fs / 2``.
+        ``0 <= lo < hi``, and ``hi <= fs / 2`` when ``features`` include the band
+        powers (without them, any rate will do).
     features : tuple of str, default=all features above
         Which features to return, in this order (band features expand to one
         column per band).
@@ -144,8 +146,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
                                  f"got {nperseg}")
         else:
             raise ValueError(f"nperseg must be None or an integer, got {self.nperseg!r}")
-        self._check_features()
-        self._checked_bands(fs)
+        self._checked_bands(fs, self._check_features())
         self.nperseg_ = nperseg
         self.freqs_ = np.fft.rfftfreq(nperseg, d=1.0 / fs)
         # Run once on one row so that bad window/detrend/noverlap values fail in fit.
@@ -169,8 +170,9 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         psd = self._psd(X)
         fs = float(self.fs)
+        features = self._check_features()
         return _spectral_features(psd, self.freqs_, fs / self.nperseg_,
-                                  self._checked_bands(fs), self._check_features())
+                                  self._checked_bands(fs, features), features)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns.
@@ -217,7 +219,9 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
                              f"got {self.features!r}")
         return features
 
-    def _checked_bands(self, fs):
+    def _checked_bands(self, fs, features):
+        """``bands`` as an (n, 2) array; against ``fs / 2`` only when ``features`` use them
+        (a low sampling rate needs no band below Nyquist for, say, the centroid alone)."""
         try:
             bands = np.asarray(self.bands, dtype=np.float64)
         except (TypeError, ValueError):
@@ -225,11 +229,11 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         if bands.ndim != 2 or bands.shape[1] != 2 or bands.shape[0] == 0:
             raise ValueError(f"bands must be a non-empty sequence of (lo, hi) pairs, "
                              f"got {self.bands!r}")
-        nyquist = fs / 2.0
+        nyquist = fs / 2.0 if _BAND_FEATURES.intersection(features) else np.inf
         bad = ~((bands[:, 0] >= 0) & (bands[:, 0] < bands[:, 1]) & (bands[:, 1] <= nyquist))
         if bad.any():
-            raise ValueError(f"each band needs 0 <= lo < hi <= fs / 2 = {nyquist:g}; "
-                             f"got {[tuple(b) for b in bands[bad]]}")
+            raise ValueError(f"each band needs 0 <= lo < hi <= fs / 2 = {fs / 2.0:g}; "
+                             f"got {[tuple(b) for b in bands[bad].tolist()]}")
         return bands
 
 

@@ -39,21 +39,24 @@ def _prepare_segment(xr, start, nperseg, win, detrend, seg, tt, tt_ss):
         for k in range(nperseg):
             seg[k] = src[k] * win[k]
         return
+    # The mean as the first sample plus the mean difference from it: a large offset
+    # (a DC level far above the signal's variation) then costs no precision.
+    ref = src[0]
     mean = 0.0
     for k in range(nperseg):
-        mean += src[k]
+        mean += src[k] - ref
     mean /= nperseg
     if detrend == 1:
         for k in range(nperseg):
-            seg[k] = (src[k] - mean) * win[k]
+            seg[k] = ((src[k] - ref) - mean) * win[k]
         return
     # Least-squares line a + b * (t - tbar): b = sum((t - tbar) * x) / sum((t - tbar)**2).
     num = 0.0
     for k in range(nperseg):
-        num += tt[k] * (src[k] - mean)
+        num += tt[k] * ((src[k] - ref) - mean)
     slope = num / tt_ss if tt_ss > 0.0 else 0.0
     for k in range(nperseg):
-        seg[k] = (src[k] - mean - slope * tt[k]) * win[k]
+        seg[k] = ((src[k] - ref) - mean - slope * tt[k]) * win[k]
 
 
 @nb.njit(parallel=True, cache=True)
