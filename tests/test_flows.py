@@ -29,7 +29,7 @@ from sigflow.flows import (
     train_flow,
 )
 from sigflow.flows._ode import workspace_scalar
-from sigflow.flows._training import _trimmed_mean
+from sigflow.flows._training import _BestWeights, _trimmed_mean, held_out_statistic
 
 
 def _net(dim, hidden, activation="silu", seed=0, gain=3.0):
@@ -654,7 +654,8 @@ def test_finetune_reports_how_far_its_solver_is_from_a_finer_one():
     gap = result.finetune_stats["solver_gap"]
     diff = (coarse - fine).numpy()
     assert gap == pytest.approx(scipy.stats.trim_mean(diff, 0.01), abs=1e-6)  # 500 rows: 5 cut
-    assert result.finetune_stats["val_nll_after"] == pytest.approx(float(fine.mean()), abs=1e-4)
+    kept = scipy.stats.trim_mean(fine.numpy(), 0.01)  # the checks' statistic, as the gap's
+    assert result.finetune_stats["val_nll_after"] == pytest.approx(kept, abs=1e-4)
     assert abs(gap) < 0.05
 
 
@@ -672,6 +673,42 @@ def test_a_few_far_held_out_rows_do_not_decide_the_solver_gap():
     assert float((coarse - fine)[:3].abs().min()) > 1.0  # the far rows' errors are large
     assert float((coarse - fine).mean().abs()) > 0.05  # and would decide a mean
     assert abs(result.finetune_stats["solver_gap"]) < 0.05
+
+
+def test_far_held_out_rows_do_not_undo_the_refinement():
+    # Three rows at 1e4 among 500 held-out ones: their NLL (about 5e7 each) decided the
+    # plain mean, which then got worse as the flow fitted the data better, so the
+    # refinement kept its first weights.
+    result, X_val = _refined("rk4", 4, 2e-3, n_far=3)
+    stats = result.finetune_stats
+    assert math.isfinite(stats["val_nll_after"])
+    assert stats["val_nll_after"] < stats["val_nll_before"] - 0.05
+    clean, _ = _refined("rk4", 4, 2e-3)
+    with torch.no_grad():  # it improved the likelihood of the typical rows as much
+        far_fit = -result.flow.log_prob(X_val[3:]).mean()
+        clean_fit = -clean.flow.log_prob(X_val[3:]).mean()
+    assert float(far_fit) == pytest.approx(float(clean_fit), abs=0.02)
+
+
+def test_held_out_statistic():
+    rows = torch.cat([torch.full((1,), 1e8, dtype=torch.float64), torch.arange(99.0)])
+    assert held_out_statistic(rows) == pytest.approx(scipy.stats.trim_mean(rows.numpy(), 0.01))
+    assert held_out_statistic(rows) < 100  # the far row is cut
+    with_nan = rows.clone()
+    with_nan[0] = float("nan")  # counted as +inf, and cut like the far row
+    assert held_out_statistic(with_nan) == held_out_statistic(rows)
+    assert held_out_statistic(torch.tensor([1.0, float("nan")])) == math.inf
+    assert held_out_statistic(torch.tensor([float("inf")] * 5)) == math.inf
+    assert held_out_statistic(torch.tensor([])) == math.inf
+
+
+def test_an_infinite_first_check_can_be_improved_on():
+    best, params = _BestWeights(), [torch.zeros(2)]
+    assert best.update(math.inf, params) == 0
+    params[0] += 1.0
+    assert best.update(3.0, params) == 0 and best.best == 3.0  # an improvement
+    assert torch.equal(best.best_weights[0], torch.ones(2))
+    assert best.update(math.inf, params) == 1
 
 
 def test_solver_gap_statistic_sees_broad_errors_and_not_a_few_far_rows():

@@ -16,7 +16,6 @@ divergence and the kinetic energy being integrated along the trajectory as augme
 from __future__ import annotations
 
 import copy
-import math
 import time
 
 import torch
@@ -32,6 +31,7 @@ from ._training import (
     _push_all,
     _training_loss_where,
     _WeightAverage,
+    held_out_statistic,
     ou_step_sizes,
 )
 
@@ -237,14 +237,13 @@ class _JKOValidation(_BestWeights):
 
     @torch.no_grad()
     def check(self, velocity, params):
-        """Record the held-out objective of ``velocity``; checks since the last improvement."""
-        value = float(
-            jko_block_loss(
-                velocity, self.X_val, self.h, n_steps=self.n_steps, solver=self.solver,
-                probes=self.probes,
-            )
+        """Record the held-out objective of ``velocity`` (per row, by
+        :func:`held_out_statistic`); checks since the last improvement."""
+        z, logdet, kinetic, _ = jko_block_terms(
+            velocity, self.X_val, n_steps=self.n_steps, solver=self.solver, probes=self.probes
         )
-        return self.update(value if math.isfinite(value) else math.inf, params)
+        rows = 0.5 * (z**2).sum(dim=1) - logdet + kinetic / (2.0 * float(self.h))
+        return self.update(held_out_statistic(rows), params)
 
 
 def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
