@@ -237,24 +237,25 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         draws = self.n_score_draws
         if not isinstance(draws, numbers.Integral) or isinstance(draws, bool) or draws < 1:
             raise ValueError(f"n_score_draws must be a positive integer, got {draws!r}")
-        X = self._validate_training_data(X)
-        rng = check_random_state(self.random_state)
-        n = X.shape[0]
-        n_cal = min(max(1, int(round(frac * n))), n - 2)
-        order = rng.permutation(n)
-        cal, train = order[:n_cal], order[n_cal:]
-        self._fit_flow(X[train], rng)
-        self.kernel_offsets_ = self._kernel_offsets(int(draws), rng)
-        cal_scores = self._scores(X[cal])
-        self.calibration_scores_ = np.sort(cal_scores)
-        if isinstance(contamination, str):
-            self.offset_ = float(self._conformal_threshold(AUTO_FALSE_ALARM_RATE))
-        else:
-            scores = np.empty(n)
-            scores[cal] = cal_scores
-            scores[train] = self._scores(X[train])
-            self.offset_ = float(np.percentile(scores, 100.0 * contamination))
-        return self
+        with self._keeping_last_fit():  # a failed refit leaves the last fit as it was
+            X = self._validate_training_data(X)
+            rng = check_random_state(self.random_state)
+            n = X.shape[0]
+            n_cal = min(max(1, int(round(frac * n))), n - 2)
+            order = rng.permutation(n)
+            cal, train = order[:n_cal], order[n_cal:]
+            self._fit_flow(X[train], rng)
+            self.kernel_offsets_ = self._kernel_offsets(int(draws), rng)
+            cal_scores = self._scores(X[cal])
+            self.calibration_scores_ = np.sort(cal_scores)
+            if isinstance(contamination, str):
+                self.offset_ = float(self._conformal_threshold(AUTO_FALSE_ALARM_RATE))
+            else:
+                scores = np.empty(n)
+                scores[cal] = cal_scores
+                scores[train] = self._scores(X[train])
+                self.offset_ = float(np.percentile(scores, 100.0 * contamination))
+            return self
 
     def _kernel_offsets(self, draws, rng):
         """``draws`` offsets from the smoothing kernel: antithetic pairs, plus 0 if odd."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -99,6 +100,9 @@ _FLOW_PARAMS_DOC = """
         negative log-likelihood of the model "blocks so far, then N(0, I)" (``"lfm"``,
         ``"fm"``) or the block's own JKO objective (``"jko"``) is checked; a block stops
         after ``n_iter_no_change`` checks without improvement and keeps its best weights.
+        Checks average the held-out rows without the 1 % most extreme at each end, so that
+        a far outlier among them (whose NLL grows like its squared distance) does not
+        decide them.
         This matters most on small data sets, where a long fit makes the velocity field
         sharp around the training points.
     n_iter_no_change : int, default=5
@@ -521,6 +525,28 @@ class BaseFlowEstimator(BaseEstimator):
             f"got {s!r}"
         )
 
+    @contextlib.contextmanager
+    def _keeping_last_fit(self):
+        """Run a fit; when it raises (a bad parameter, a non-finite loss, an interrupt), put
+        the fitted attributes back as they were before it.
+
+        A fit sets its attributes one after another, so a refit that failed halfway left
+        the new standardisation beside the old flow, and the model scored silently wrong
+        (a detector flagged all normal data). Now the last good fit stays usable, and an
+        estimator that had none stays unfitted.
+        """
+        def fitted(obj):
+            return [k for k in vars(obj) if k.endswith("_") and not k.startswith("_")]
+
+        before = {k: vars(self)[k] for k in fitted(self)}
+        try:
+            yield
+        except BaseException:
+            for k in fitted(self):
+                delattr(self, k)
+            vars(self).update(before)
+            raise
+
     def _validate_training_data(self, X):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=self._min_samples)
         return X
@@ -636,8 +662,16 @@ class BaseFlowEstimator(BaseEstimator):
 
     def _push(self, X, inverse=False):
         """Map validated rows between data space and latent space."""
-        out = []
         flow, dtype = self._inference_flow()
+        Y = self._flow_push(flow, dtype, X, inverse)
+        bad = ~np.isfinite(Y).all(axis=1)
+        if dtype != torch.float64 and bad.any():
+            # As in scoring: rows beyond float32's range are mapped in float64, not to NaN.
+            Y[bad] = self._flow_push(self.flow_, torch.float64, X[bad], inverse)
+        return Y
+
+    def _flow_push(self, flow, dtype, X, inverse):
+        out = []
         if inverse:
             # a copy: X may be read-only (a joblib memmap), which torch will not share
             Z = torch.tensor(X, dtype=dtype, device=self.device_)

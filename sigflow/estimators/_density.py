@@ -63,7 +63,7 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         The likelihood refinement of all blocks together (``finetune_iter``): ``n_iter``,
         ``learning_rate``, ``batch_size`` (rows per step), ``time_s``, ``nfe_per_step``,
         held-out ``val_nll_before`` / ``val_nll_after`` (standardised units, ODEs solved
-        twice as finely),
+        twice as finely, without the 1 % most extreme rows at each end, as the checks),
         ``solver_gap`` (mean over the held-out rows, without the 1 % most extreme at each end,
         of the NLL with the scoring solver, ``n_ode_steps_`` steps per block, minus the NLL
         with twice the steps; negative when that solver flatters the
@@ -120,8 +120,9 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         -------
         self : FlowDensityEstimator
         """
-        X = self._validate_training_data(X)
-        return self._fit_flow(X, check_random_state(self.random_state))
+        with self._keeping_last_fit():  # a failed refit leaves the last fit as it was
+            X = self._validate_training_data(X)
+            return self._fit_flow(X, check_random_state(self.random_state))
 
     def score(self, X, y=None):
         """Mean log-likelihood of ``X``: higher is better (used by ``GridSearchCV``)."""
