@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -239,3 +241,22 @@ def test_detector_refines_with_its_own_batch_size():
         **{**QUICK, "max_iter": 5, "finetune_iter": 2, "batch_size": 48, "smoothing": None}
     ).fit(_normal(400, 3))
     assert det.finetune_stats_["batch_size"] == 48
+
+
+@pytest.mark.parametrize("contamination", ["auto", 0.01])
+def test_a_calibration_row_without_density_gives_a_finite_threshold(contamination):
+    # A corrupted row far beyond float64's reach scores -inf; in the calibration split, a
+    # threshold interpolated between it and a finite score was NaN (-inf + inf), and a NaN
+    # offset_ flags every sample.
+    n = 300
+    X = _normal(n, 3)
+    first_calibration_row = np.random.RandomState(0).permutation(n)[0]  # the fit's own split
+    X[first_calibration_row] = 1e200
+    params = {**QUICK, "max_iter": 20, "smoothing": None, "n_score_draws": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 60 calibration rows: fewer than 99
+        det = FlowAnomalyDetector(**params, contamination=contamination).fit(X)
+    cal = det.calibration_scores_
+    assert np.isneginf(cal[0]) and np.isfinite(cal[1:]).all()
+    assert np.isfinite(det.offset_)
+    assert det.predict(_normal(200, 4)).mean() > 0.8  # normal data mostly inliers

@@ -25,6 +25,13 @@ _FLOW_DOC = _flow_params_doc(
 )
 
 
+def _finite_quantile(scores, q):
+    """``np.quantile(scores, q)`` (linear interpolation) with ``-inf`` scores taken as the
+    lowest float, so that a threshold between such a score and a finite one is a very low
+    number, not NaN (``-inf + inf``): a NaN ``offset_`` would flag every sample."""
+    return float(np.quantile(np.maximum(scores, np.finfo(np.float64).min), q))
+
+
 class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     __doc__ = f"""Anomaly detection by the log-likelihood of a continuous normalizing flow.
 
@@ -254,7 +261,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
                 scores = np.empty(n)
                 scores[cal] = cal_scores
                 scores[train] = self._scores(X[train])
-                self.offset_ = float(np.percentile(scores, 100.0 * contamination))
+                self.offset_ = _finite_quantile(scores, contamination)
             return self
 
     def _kernel_offsets(self, draws, rng):
@@ -318,7 +325,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             UserWarning,
             stacklevel=3,
         )
-        return np.quantile(cal, alpha)
+        return _finite_quantile(cal, alpha)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers."""

@@ -370,11 +370,11 @@ def finetune_flow(result, X, X_val, config, generator):
     With held-out rows ``X_val``, their likelihood is checked every ``validation_interval``
     steps with the ODEs solved **twice as finely** as in training (by
     :func:`held_out_statistic`: the mean NLL without the 1 % most extreme rows at each
-    end), and the weights with the best such likelihood are kept; refinement stops after ``n_iter_no_change`` checks without
-    improvement. Weights whose likelihood only improves through the coarse solver's error
-    (long, curved paths), or that memorise the training rows, are not kept; the fields can
-    still curve enough for the coarse solver to flatter the kept weights somewhat, which
-    ``solver_gap`` (below) measures.
+    end), and the weights with the best such likelihood are kept; refinement stops after
+    ``n_iter_no_change`` checks without improvement. Weights whose likelihood only
+    improves through the coarse solver's error (long, curved paths), or that memorise the
+    training rows, are not kept; the fields can still curve enough for the coarse solver to
+    flatter the kept weights somewhat, which ``solver_gap`` (below) measures.
 
     When ``validation_fraction`` is positive but the data are too few to hold out 10 rows,
     the refinement is skipped (``finetune_stats["skipped"]`` says so): unchecked, it would
