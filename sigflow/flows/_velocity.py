@@ -156,7 +156,8 @@ class VelocityMLP(nn.Module):
     n_frequencies : int
         Number of Fourier frequencies in the time features.
     generator : torch.Generator, optional
-        Source of randomness for the initial weights (the global RNG is never used).
+        Source of randomness for the initial weights; None draws them from torch's global
+        RNG (the estimators always pass one, so they never touch it).
 
     Examples
     --------
