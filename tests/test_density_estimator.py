@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import io
 import pickle
@@ -655,6 +656,25 @@ def test_a_failed_refit_keeps_the_last_fit(Estimator):
 def test_verbose_shows_a_progress_bar(capsys):
     FlowDensityEstimator(**{**SMALL, "verbose": 1}).fit(_two_moons_like(50))
     assert "block 1/2" in capsys.readouterr().err
+
+
+def test_a_model_pickled_on_cuda_loads_on_a_cpu_only_machine(fitted_2d):
+    # What a CUDA fit pickles: the flow on the CPU (``__getstate__``) and ``device_`` naming
+    # the GPU. Loading it where CUDA is missing must give a working CPU model, with a warning.
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    est, X = fitted_2d
+    as_if_cuda = copy.copy(est)
+    as_if_cuda.device_ = "cuda:0"
+    blob = pickle.dumps(as_if_cuda)
+    with pytest.warns(RuntimeWarning, match="fitted on cuda:0, which is not available here"):
+        loaded = pickle.loads(blob)
+    assert loaded.device_ == "cpu"
+    assert next(loaded.flow_.parameters()).device.type == "cpu"
+    np.testing.assert_array_equal(loaded.score_samples(X[:50]), est.score_samples(X[:50]))
+    assert loaded.sample(5, random_state=0).shape == (5, 2)
 
 
 @pytest.mark.cuda
