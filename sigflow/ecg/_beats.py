@@ -136,23 +136,15 @@ def _rhythm(samples, fs, local_beats):
     return pre, post, np.maximum(local, eps), med
 
 
-def _fill_gaps(x, name, lead):
+def _fill_gaps(x):
     """``x`` with non-finite samples linearly interpolated, and the mask of those samples.
 
     WFDB gives invalid samples as NaN in physical units; a zero-phase filter would spread
-    one of them over the whole lead. A lead without any finite sample is all zeros, with
-    a warning (its beats all touch invalid samples and are left out).
+    one of them over the whole lead.
     """
     bad = ~np.isfinite(x)
-    if not bad.any():
+    if not bad.any() or bad.all():  # all invalid: nothing to bridge (no beats, see caller)
         return x, bad
-    if bad.all():
-        warnings.warn(
-            f"record {name}: lead {lead} holds no finite sample, so it has no beats",
-            UserWarning,
-            stacklevel=3,
-        )
-        return np.zeros_like(x), bad
     idx = np.arange(x.shape[0])
     filled = x.copy()
     filled[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
@@ -266,13 +258,17 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
             f"n_morphology must be an integer from 1 to the {before + after} samples of "
             f"window={window} at {fs:g} Hz, got {n_morphology!r}"
         )
-    raw, invalid = _fill_gaps(np.asarray(rec.signal[:, ch], dtype=np.float64), rec.name,
-                              rec.leads[ch])
+    raw, invalid = _fill_gaps(np.asarray(rec.signal[:, ch], dtype=np.float64))
     n_features = n_morphology + len(_SHAPE) + len(_RHYTHM_ADAPTED)
     names = [f"morph_{i:02d}" for i in range(n_morphology)] + list(_SHAPE)
     names += list(_RHYTHM_ADAPTED if adapt else _RHYTHM_RAW)
     annotated = bool(use_annotations and rec.has_annotations)
-    if invalid.all():  # nothing to describe (``_fill_gaps`` warned)
+    if invalid.all():  # nothing to describe
+        warnings.warn(
+            f"record {rec.name}: lead {rec.leads[ch]} holds no finite sample, so it has no beats",
+            UserWarning,
+            stacklevel=2,
+        )
         annotated = annotated and bool((aami_class(rec.ann_symbols) != "").any())
         none = np.zeros(0, dtype="<U1")
         return Beats(np.zeros((0, n_features)), none, none, np.zeros(0, dtype=np.int64),
