@@ -81,8 +81,9 @@ def _build_parser():
             help="'auto' (CUDA when available), 'cpu' or 'cuda' (default: %(default)s)",
         )
         p.add_argument(
-            "--lead", default="MLII",
-            help="lead to analyse, by name or channel index (default: %(default)s)",
+            "--lead", default=None,
+            help="lead to analyse, by name or channel index; every record must have it "
+            "(default: MLII, or channel 0 with a warning where a record lacks MLII)",
         )
         p.add_argument(
             "--seed", type=_seed, default=0, help="random seed (default: %(default)s)"
@@ -143,14 +144,32 @@ def _progress(iterable, quiet, desc):
 
 
 def _segment(records, lead, quiet, desc):
-    """Load each record once; return ``[(record, beats)]``."""
+    """Load each record once; return ``[(record, beats)]``. ``lead=None`` analyses MLII, or
+    channel 0 (with a warning) where a record lacks it; a named lead must exist."""
     from sigflow.ecg import load_record, segment_beats
 
     out = []
     for path in _progress(records, quiet, desc):
         record = load_record(path)
-        out.append((record, segment_beats(record, lead=lead)))
+        if lead is not None and record.lead_index(lead) is None:
+            raise ValueError(
+                f"record {record.name} ({path}) has no lead {lead!r}; its leads: "
+                f"{', '.join(record.leads)} (--lead)"
+            )
+        out.append((record, segment_beats(record, lead="MLII" if lead is None else lead)))
     return out
+
+
+def _same_names(paths, names, prefix, suffix):
+    """A ValueError naming the records of ``paths`` that share a record name, if any."""
+    same = sorted({name for name in names if names.count(name) > 1})
+    if same:
+        raise ValueError(
+            prefix
+            + ", ".join(f"{name} ({', '.join(str(r) for r, n in zip(paths, names) if n == name)})"
+                        for name in same)
+            + suffix
+        )
 
 
 def _drop_beatless(loaded, stream, what):
@@ -175,7 +194,7 @@ def run_detection(
     normal_only=False,
     out="sigflow-out",
     device="auto",
-    lead="MLII",
+    lead=None,
     seed=0,
     plot=True,
     quiet=False,
@@ -187,7 +206,10 @@ def run_detection(
 
     Records without any beat (a flat lead, say) are skipped with a message on ``stream``
     and get no CSV; a ValueError names the records when none has beats to score or to
-    train on.
+    train on. ``lead=None`` analyses MLII, or channel 0 (with a warning) in a record that
+    lacks it; a lead given by name or index must exist in every record (ValueError).
+    Records given twice (by record name) are a ValueError, among the records to score and
+    among the training records alike.
 
     Returns a dict with the fitted detector, the per-record results and the output paths,
     and the names of the skipped records (``"skipped"``).
@@ -195,19 +217,15 @@ def run_detection(
     from sigflow.ecg import make_beat_detector
 
     stream = stream or sys.stdout
+    if not str(out).strip():
+        raise ValueError("the output folder (--out) must not be empty")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is an existing file, not a folder (--out)")
     loaded = _segment(records, lead, quiet, "reading records")
-    names = [b.record for _, b in loaded]
-    same = sorted({name for name in names if names.count(name) > 1})
-    if same:
-        raise ValueError(
-            f"records with the same name would write the same files in {out}: "
-            + ", ".join(f"{name} ({', '.join(str(r) for r, n in zip(records, names) if n == name)})"
-                        for name in same)
-            + "; score them in separate runs or with different --out folders"
-        )
+    _same_names(records, [b.record for _, b in loaded],
+                f"records with the same name would write the same files in {out}: ",
+                "; score them in separate runs or with different --out folders")
     scored = _drop_beatless(loaded, stream, "record")
     if not scored:
         raise ValueError(
@@ -216,6 +234,10 @@ def run_detection(
         )
     if train:
         train_loaded = _segment(train, lead, quiet, "reading training records")
+        _same_names(train, [b.record for _, b in train_loaded],
+                    "training records given twice (by record name): ",
+                    "; their beats would be learnt twice, and the detector's calibration rows "
+                    "would have copies among its training rows")
         train_beats = [b for _, b in _drop_beatless(train_loaded, stream, "training record")]
         train_names = [str(b.record) for _, b in train_loaded]
     else:

@@ -161,21 +161,23 @@ def _ecg(duration=40, seed=0):
     return make_synthetic_ecg(duration=duration, v_rate=0.1, random_state=seed)
 
 
-@pytest.mark.parametrize("lead", ["zeros", "nan"])
+@pytest.mark.parametrize("lead", ["zeros", "annotated zeros", "nan"])
 def test_a_record_without_beats_is_skipped(tmp_path, capsys, lead):
     sig, fs, ann = _ecg()
     good = _write_record(tmp_path, "good", sig, fs, ann=(ann["sample"], ann["symbol"]))
     if lead == "zeros":
         flat = _write_record(tmp_path, "flat", np.zeros(int(10 * fs)), fs)
-    else:  # an annotated record whose lead holds only invalid samples (WFDB's gaps)
-        flat = _write_record(tmp_path, "flat", np.full(len(sig), np.nan), fs,
+    else:  # annotated, and the lead flat or all invalid (WFDB's gaps): the annotations
+        # must not make beats of it, which would join the fit and its calibration
+        value = 0.0 if lead == "annotated zeros" else np.nan
+        flat = _write_record(tmp_path, "flat", np.full(len(sig), value), fs,
                              ann=(ann["sample"], ann["symbol"]))
     out = tmp_path / "out"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main(["detect", good, flat, "--out", str(out), *_FAST]) == 0
-    if lead == "nan":
-        assert any("lead MLII holds no finite sample" in str(w.message) for w in caught)
+    why = {"nan": "holds no finite sample", "annotated zeros": "is flat"}.get(lead, "is flat")
+    assert any(f"lead MLII {why}" in str(w.message) for w in caught)
     stdout = capsys.readouterr().out
     assert "skipping record flat" in stdout and "no beats found" in stdout
     assert "from 1 record(s)" in stdout
@@ -195,6 +197,36 @@ def test_no_beats_at_all_is_a_clear_error(tmp_path, capsys):
     assert main(["detect", good, "--train", flat1, "--out", str(tmp_path / "o2"), *_FAST]) == 1
     err = capsys.readouterr().err
     assert "no training beats found in the records: flat1" in err
+
+
+def test_an_empty_output_folder_name_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", example_records()[0], "--out", "", *_FAST]) == 1
+    assert "output folder (--out) must not be empty" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_training_records_given_twice_are_refused(tmp_path, capsys):
+    record = example_records()[0]
+    out = tmp_path / "out"
+    argv = ["detect", example_records()[1], "--train", record, record, "--out", str(out)]
+    assert main([*argv, *_FAST]) == 1
+    err = capsys.readouterr().err
+    assert "training records given twice (by record name): synth01" in err
+    assert not out.exists()
+
+
+def test_a_named_lead_must_exist_and_the_default_falls_back(tmp_path, capsys):
+    sig, fs, ann = _ecg()
+    v5 = _write_record(tmp_path, "v5", sig, fs, leads=["V5"], ann=(ann["sample"], ann["symbol"]))
+    for lead in ("V1", "7"):  # by name and by index
+        assert main(["detect", v5, "--lead", lead, "--out", str(tmp_path / "o"), *_FAST]) == 1
+        err = capsys.readouterr().err
+        assert f"record v5 ({v5}) has no lead '{lead}'; its leads: V5 (--lead)" in err
+    assert not (tmp_path / "o").exists()
+    with pytest.warns(UserWarning, match="has no lead 'MLII'.*using channel 0 \\(V5\\)"):
+        assert main(["detect", v5, "--out", str(tmp_path / "o"), *_FAST]) == 0
+    assert main(["detect", v5, "--lead", "0", "--out", str(tmp_path / "o"), *_FAST]) == 0
 
 
 def test_detect_reads_a_multi_segment_record(tmp_path, capsys):

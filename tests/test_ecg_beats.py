@@ -145,6 +145,38 @@ def test_segment_beats_rejects_bad_morphology_bins(n_morphology):
         segment_beats(example_records()[0], n_morphology=n_morphology)
 
 
+def test_load_beats_refuses_records_that_share_a_name(tmp_path):
+    # two patients saved under the same record name would be one GroupKFold group
+    import shutil
+
+    for folder, src in (("pA", example_records()[0]), ("pB", example_records()[1])):
+        (tmp_path / folder).mkdir()
+        for ext in (".hea", ".dat", ".atr"):
+            shutil.copy(src + ext, tmp_path / folder / ("ecg" + ext))
+        (tmp_path / folder / "ecg.hea").write_text(
+            (tmp_path / folder / "ecg.hea").read_text().replace(
+                src.rsplit("/", 1)[-1], "ecg"
+            )
+        )
+    paths = [tmp_path / "pA" / "ecg", tmp_path / "pB" / "ecg"]
+    assert [load_record(p).name for p in paths] == ["ecg", "ecg"]
+    with pytest.raises(ValueError, match="same name would be one group: ecg"):
+        load_beats(paths)
+    X, _, groups = load_beats(paths[:1])
+    assert set(groups) == {"ecg"} and len(X) > 0
+
+
+def test_segment_beats_of_a_flat_annotated_lead_is_empty_with_a_warning():
+    import dataclasses
+
+    rec = load_record(example_records()[0])
+    assert rec.has_annotations
+    flat = dataclasses.replace(rec, signal=np.full_like(rec.signal, 0.25))
+    with pytest.warns(UserWarning, match="lead MLII is flat"):
+        beats = segment_beats(flat)
+    assert len(beats) == 0 and beats.annotated
+
+
 def test_load_beats_rejects_empty():
     with pytest.raises(ValueError, match="no records"):
         load_beats([])

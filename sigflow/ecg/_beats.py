@@ -228,7 +228,8 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     Invalid samples (NaN or infinite, as WFDB reads gaps in a recording) are bridged by
     linear interpolation before filtering, and beats whose morphology window touches one
     are left out with a warning; their neighbours' RR intervals are measured as usual. A
-    lead without any finite sample gives no beats, with a warning.
+    lead without any finite sample, or a flat one (a single value throughout), gives no
+    beats, with a warning, even where the record's annotations list some.
 
     Examples
     --------
@@ -263,9 +264,11 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     names = [f"morph_{i:02d}" for i in range(n_morphology)] + list(_SHAPE)
     names += list(_RHYTHM_ADAPTED if adapt else _RHYTHM_RAW)
     annotated = bool(use_annotations and rec.has_annotations)
-    if invalid.all():  # nothing to describe
+    flat = not invalid.all() and np.ptp(raw[~invalid]) == 0
+    if invalid.all() or flat:  # nothing to describe, annotated or not
+        why = "is flat (one value throughout)" if flat else "holds no finite sample"
         warnings.warn(
-            f"record {rec.name}: lead {rec.leads[ch]} holds no finite sample, so it has no beats",
+            f"record {rec.name}: lead {rec.leads[ch]} {why}, so it has no beats",
             UserWarning,
             stacklevel=2,
         )
@@ -374,7 +377,8 @@ def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
     y : ndarray of str, shape (n_beats,)
         AAMI classes; ``""`` for beats of records without beat annotations.
     groups : ndarray of str, shape (n_beats,)
-        Record name of each beat (for ``GroupKFold``).
+        Record name of each beat (for ``GroupKFold``); records that share a name are a
+        ``ValueError``, since their beats would form one group.
     samples : ndarray of int64, shape (n_beats,)
         R-peak sample index within its record; only with ``return_samples``.
 
@@ -394,6 +398,14 @@ def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
     if isinstance(records, (str, os.PathLike, ECGRecord)):
         records = [records]
     parts = [segment_beats(r, lead=lead, **kwargs) for r in records]
+    names = [b.record for b in parts]
+    same = sorted({name for name in names if names.count(name) > 1})
+    if same:  # their beats would form one group: one patient, to GroupKFold
+        raise ValueError(
+            f"records with the same name would be one group: {', '.join(same)} "
+            f"(records {', '.join(str(r) for r, n in zip(records, names) if n in same)}); "
+            "give each record once, under its own name"
+        )
     if not parts:
         raise ValueError("no records given")
     X = np.concatenate([b.features for b in parts], axis=0)
