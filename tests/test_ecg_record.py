@@ -174,14 +174,19 @@ def _synthetic(duration, fs=360.0):
     return make_synthetic_ecg(duration=duration, fs=fs, random_state=0)
 
 
-def test_multi_segment_record_is_read_as_one(tmp_path):
-    sig, fs, ann = _synthetic(40)
+def _write_two_segments(folder, sig, fs):
+    """``sig`` as the multi-segment record ``multi`` of two halves, ``seg0`` and ``seg1``."""
     half = len(sig) // 2
-    _write(tmp_path, "seg0", sig[:half], fs)
-    _write(tmp_path, "seg1", sig[half:], fs)
-    (tmp_path / "multi.hea").write_text(
+    _write(folder, "seg0", sig[:half], fs)
+    _write(folder, "seg1", sig[half:], fs)
+    (folder / "multi.hea").write_text(
         f"multi/2 1 {fs:g} {len(sig)}\nseg0 {half}\nseg1 {len(sig) - half}\n"
     )
+
+
+def test_multi_segment_record_is_read_as_one(tmp_path):
+    sig, fs, ann = _synthetic(40)
+    _write_two_segments(tmp_path, sig, fs)
     with _wfdb_quietly() as wfdb:
         wfdb.wrann("multi", "atr", ann["sample"], symbol=list(ann["symbol"]),
                    write_dir=str(tmp_path))
@@ -337,12 +342,7 @@ def test_load_record_rejects_bad_channels(tmp_path, channels, match):
 
 def test_load_record_channels_of_a_multi_segment_record(tmp_path):
     sig, fs, _ = _synthetic(20)
-    half = len(sig) // 2
-    _write(tmp_path, "seg0", sig[:half], fs)
-    _write(tmp_path, "seg1", sig[half:], fs)
-    (tmp_path / "multi.hea").write_text(
-        f"multi/2 1 {fs:g} {len(sig)}\nseg0 {half}\nseg1 {len(sig) - half}\n"
-    )
+    _write_two_segments(tmp_path, sig, fs)
     full = load_record(tmp_path / "multi")
     rec = load_record(tmp_path / "multi", channels=[0])
     np.testing.assert_array_equal(rec.signal, full.signal)
