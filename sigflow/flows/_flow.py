@@ -105,7 +105,9 @@ class FlowBlock(nn.Module):
                     lambda t, y, v, div: velocity.into(y, t, v, div, ws),
                     x, t0, t1, n_steps, solver, logdet=logdet, workspace=ws,
                 )
-        velocity, with_divergence = self.field(probes)
+        # With autograd on, the divergence must stay differentiable (Hutchinson and
+        # autograd traces are computed by differentiating the field once already).
+        velocity, with_divergence = self.field(probes, create_graph=torch.is_grad_enabled())
         if logdet:
             (y, ld), nfe = integrate_fixed(
                 lambda t, state: with_divergence(state[0], t),
@@ -123,7 +125,7 @@ class FlowBlock(nn.Module):
         return y, None, nfe
 
     def _push_adaptive(self, x, t0, t1, logdet, probes):
-        velocity, with_divergence = self.field(probes)
+        velocity, with_divergence = self.field(probes, create_graph=torch.is_grad_enabled())
         if logdet:
             (y, ld), nfe = integrate_adaptive(
                 lambda t, state: with_divergence(state[0], t),

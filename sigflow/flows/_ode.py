@@ -280,9 +280,13 @@ def integrate_fixed_with_error(
 def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     """Adaptive Dormand-Prince (dopri5) integration through ``torchdiffeq``.
 
-    Accurate pushes for sampling. The step size is chosen from the error of the whole
-    batch, so unlike :func:`integrate_fixed` a sample's result can depend (within the
-    tolerance) on the other samples.
+    Accurate pushes for sampling. The step size is chosen so that the error estimate of
+    every element of the state, of every sample, is within ``atol + rtol * |value|`` (the
+    largest scaled error decides): each sample is held to the tolerance however large the
+    batch. (torchdiffeq's default, the root mean square over the whole batch, let one hard
+    trajectory's error grow with the square root of the batch size.) The steps are shared,
+    so unlike :func:`integrate_fixed` a sample's result can depend, within the tolerance,
+    on the other samples. An empty batch, or ``t0 == t1``, returns the state unchanged.
 
     Returns
     -------
@@ -291,13 +295,23 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     """
     from torchdiffeq import odeint
 
+    state = tuple(state)
+    if t0 == t1 or state[0].shape[0] == 0:
+        return state, 0
     counter = [0]
 
     def wrapped(t, s):
         counter[0] += 1
-        return func(float(t), s)
+        return func(float(t.detach()), s)
 
     ref = state[0]
     times = torch.tensor([t0, t1], dtype=ref.dtype, device=ref.device)
-    out = odeint(wrapped, tuple(state), times, method="dopri5", rtol=rtol, atol=atol)
+    out = odeint(wrapped, state, times, method="dopri5", rtol=rtol, atol=atol,
+                 options={"norm": _max_norm})
     return tuple(o[-1] for o in out), counter[0]
+
+
+def _max_norm(scaled_errors):
+    """The largest of torchdiffeq's scaled errors (error / (atol + rtol * |y|)), over all
+    elements of all tensors of the state."""
+    return torch.stack([e.abs().max() for e in scaled_errors if e.numel()]).max()
