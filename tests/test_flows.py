@@ -445,17 +445,6 @@ def test_adaptive_solver_agrees_with_fine_fixed_steps():
     assert nfe > 0
 
 
-class _Plain(torch.nn.Module):
-    """A velocity network without the analytic divergence: autograd computes the trace."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, t):
-        return self.net(x, t)
-
-
 @pytest.mark.parametrize("solver", ["rk4", "dopri5"])
 def test_log_prob_gradients_with_autograd_or_hutchinson_traces(solver):
     # Hutchinson over all 2**d sign vectors equals the exact trace, and so must its
@@ -472,7 +461,7 @@ def test_log_prob_gradients_with_autograd_or_hutchinson_traces(solver):
         return (lp.detach(), *torch.autograd.grad(lp.sum(), [net.weights[0], xx]))
 
     ref = grads(net)  # the analytic trace
-    for other in (grads(net, all_signs), grads(_Plain(net))):
+    for other in (grads(net, all_signs), grads(_PlainModule(net))):
         for a, b in zip(other, ref):
             torch.testing.assert_close(a, b, atol=1e-6 if solver == "dopri5" else 1e-12, rtol=0)
     if solver == "dopri5":  # its steps depend on the weights: no exact derivative to check
