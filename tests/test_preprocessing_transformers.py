@@ -141,6 +141,7 @@ def test_spectral_features_with_a_single_bin_use_the_documented_bin_width():
         ({"fs": 50.0}, "fs / 2"),  # default bands reach 45 Hz
         ({"fs": 100.0, "bands": ((10.0, 5.0),)}, "lo < hi"),
         ({"fs": 100.0, "bands": ()}, "non-empty"),
+        ({"fs": 100.0, "bands": ((1.0, 2.0), (1.0, 2.0))}, "must not repeat"),
         ({"fs": 100.0, "features": ("spectral_kurtosis",)}, "features must be"),
         ({"fs": 100.0, "nperseg": 65}, "nperseg must be in"),
         ({"fs": 100.0, "nperseg": 32, "noverlap": 32}, "noverlap"),
@@ -151,6 +152,15 @@ def test_spectral_features_errors(params, match):
     X = np.random.default_rng(0).normal(size=(3, 64))
     with pytest.raises(ValueError, match=match):
         SpectralFeatures(**params).fit(X)
+
+
+def test_spectral_feature_names_tell_close_bands_apart():
+    X = np.random.default_rng(0).normal(size=(3, 64))
+    sf = SpectralFeatures(fs=100.0, features=("band_power",),
+                          bands=((10.00001, 20.0), (10.000011, 20.0))).fit(X)
+    names = sf.get_feature_names_out()
+    assert len(set(names)) == 2, names
+    assert SpectralFeatures(fs=100.0).fit(X).get_feature_names_out()[0] == "band_power_0.5_4"
 
 
 def test_spectral_features_low_rate_without_band_features():
@@ -224,6 +234,8 @@ def test_filters_do_their_job():
         (lambda x: notch_filter(x, FS, freq=200.0), "freq"),
         (lambda x: notch_filter(x, FS, quality=0.0), "quality"),
         (lambda x: notch_filter(x, FS, freq="50"), "real number"),
+        (lambda x: bandpass_filter(x[:0], FS, 0.5, 40.0), "no samples"),
+        (lambda x: notch_filter(np.zeros((3, 0)), FS), "no samples"),
         (lambda x: bandpass_filter(np.where(T < 1, np.nan, x), FS, 0.5, 40.0), "NaN"),
         (lambda x: BandpassFilter(FS, low=50.0, high=10.0).fit(x[None]), "low < high"),
         (lambda x: NotchFilter(FS, freq=500.0).fit(x[None]), "freq"),

@@ -127,7 +127,11 @@ def test_welch_backends_agree():
         ({"fs": 0.0}, "fs must be a positive"),
         ({"fs": -1.0}, "fs must be a positive"),
         ({"detrend": "quadratic"}, "detrend"),
+        ({"detrend": ["linear"]}, "detrend"),
         ({"scaling": "psd"}, "scaling"),
+        ({"window": np.zeros(50)}, "all zeros"),
+        ({"window": np.r_[np.nan, np.ones(49)]}, "NaN or infinity"),
+        ({"window": np.r_[np.ones(25), -np.ones(25)], "scaling": "spectrum"}, "sums to zero"),
         ({"axis": 1}, "out of bounds"),
     ],
 )
@@ -144,6 +148,11 @@ def test_welch_rejects_non_finite(backend, where, bad):
     x[1, where] = bad
     with pytest.raises(ValueError, match="NaN or infinity"):
         welch_psd(x, nperseg=32, noverlap=0)  # 3 segments: samples 96..99 are unused
+
+
+def test_welch_empty_time_axis_gets_the_documented_error():
+    with pytest.raises(ValueError, match="larger than the signal"):
+        welch_psd(np.zeros((3, 0)), nperseg=1)
 
 
 def test_welch_complex_rejected():

@@ -184,6 +184,25 @@ def test_window_features_reject_non_finite_between_windows(bad):
         window_features(x, 10, 20, features=("mean", "std"))
 
 
+@pytest.mark.parametrize("shape", [(0,), (3, 0)])
+def test_empty_time_axis_gets_the_documented_error(shape):
+    with pytest.raises(ValueError, match="longer than the signal"):
+        window_features(np.zeros(shape), 1, 1)
+
+
+def test_window_features_step_beyond_int64():
+    x = np.arange(10.0)
+    F = window_features(x, 4, 10**20, features=("mean",))
+    np.testing.assert_array_equal(F, [[1.5]])
+    with pytest.raises(ValueError, match="NaN or infinity"):  # the unread tail is still checked
+        window_features(np.where(x == 9, np.nan, x), 4, 10**20, features=("mean",))
+
+
+def test_sliding_windows_reject_object_arrays():
+    with pytest.raises(ValueError, match="dtype object"):
+        sliding_windows(np.array([1, 2, 3], dtype=object), 2, 1)
+
+
 def test_window_errors_for_sliding_windows_and_complex():
     with pytest.raises(ValueError, match="longer than the signal"):
         sliding_windows(np.arange(5), 6, 1)

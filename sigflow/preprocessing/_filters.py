@@ -78,6 +78,8 @@ def _filtfilt(sos, x, axis):
 def _prepare(x, axis):
     x = _as_real_signal(x).astype(np.float64, copy=False)
     axis = _check_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x has no samples along axis {axis}")
     _raise_nonfinite(x)
     return x, axis
 

@@ -193,7 +193,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         names = []
         for feature in self._check_features():
             if feature in ("band_power", "relative_band_power"):
-                names.extend(f"{feature}_{lo:g}_{hi:g}" for lo, hi in self.bands)
+                names.extend(f"{feature}_{lo:.12g}_{hi:.12g}" for lo, hi in self.bands)
             else:
                 names.append(feature)
         return np.asarray(names, dtype=object)
@@ -234,6 +234,8 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         if bad.any():
             raise ValueError(f"each band needs 0 <= lo < hi <= fs / 2 = {fs / 2.0:g}; "
                              f"got {[tuple(b) for b in bands[bad].tolist()]}")
+        if len(np.unique(bands, axis=0)) < len(bands):
+            raise ValueError(f"bands must not repeat, got {self.bands!r}")
         return bands
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -40,7 +41,10 @@ def _rows_last(x, axis):
     axis = _check_axis(axis, x.ndim)
     moved = np.moveaxis(x, axis, -1)
     batch_shape = moved.shape[:-1]
-    rows = np.ascontiguousarray(moved.reshape(-1, moved.shape[-1]), dtype=np.float64)
+    # math.prod, not -1: numpy cannot infer the batch size of a signal with no samples
+    rows = np.ascontiguousarray(
+        moved.reshape(math.prod(batch_shape), moved.shape[-1]), dtype=np.float64
+    )
     return rows, batch_shape
 
 

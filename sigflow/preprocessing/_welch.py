@@ -197,7 +197,18 @@ def welch_psd(x, fs=1.0, nperseg=256, noverlap=None, window="hann", detrend="con
         if win.dtype.kind not in "biuf":
             raise ValueError("window array must be real-valued")
     win = np.ascontiguousarray(win, dtype=np.float64)
-    detrend_code = {"constant": 1, "linear": 2}.get(detrend) if detrend is not False else 0
+    if not np.isfinite(win).all():
+        raise ValueError("window contains NaN or infinity")
+    if scaling == "density" and not np.sum(win * win) > 0:
+        raise ValueError("window is all zeros: the density scaling divides by sum(window**2)")
+    if scaling == "spectrum" and np.sum(win) == 0:
+        raise ValueError("window sums to zero: the spectrum scaling divides by sum(window)**2")
+    if detrend is False:
+        detrend_code = 0
+    elif isinstance(detrend, str):
+        detrend_code = {"constant": 1, "linear": 2}.get(detrend)
+    else:
+        detrend_code = None
     if detrend_code is None:
         raise ValueError(f"detrend must be 'constant', 'linear' or False, got {detrend!r}")
     if scaling not in ("density", "spectrum"):

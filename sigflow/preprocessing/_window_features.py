@@ -316,6 +316,8 @@ def window_features(x, width, step, features=WINDOW_FEATURES, axis=-1):
     n = rows.shape[1]
     if width > n:
         raise ValueError(f"window width {width} is longer than the signal ({n} samples)")
+    # a step beyond the signal gives the same single window and keeps step within int64
+    step = min(step, n)
     n_win = (n - width) // step + 1
     codes = np.array([_CODE[f] for f in features], dtype=np.int64)
     out = np.empty((rows.shape[0], n_win, len(features)), dtype=np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import _as_real_signal, _check_axis, _check_int
+from ._validation import _check_axis, _check_int
 
 
 def sliding_windows(x, width, step, axis=-1):
@@ -17,7 +17,8 @@ def sliding_windows(x, width, step, axis=-1):
     ----------
     x : array_like
         A 1-D signal or a multichannel array; ``axis`` is the time axis.
-        Any dtype numpy can view is accepted and kept (no cast).
+        Any numeric dtype (bool, integer, float, complex) is accepted and kept
+        (no cast); object arrays are rejected.
     width : int
         Samples per window, ``1 <= width <= x.shape[axis]``.
     step : int
@@ -54,7 +55,7 @@ def sliding_windows(x, width, step, axis=-1):
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension")
     if x.dtype.kind == "O":
-        x = _as_real_signal(x)
+        raise ValueError("x must be numeric, got dtype object")
     axis = _check_axis(axis, x.ndim)
     width = _check_int(width, "width")
     step = _check_int(step, "step")
