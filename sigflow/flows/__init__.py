@@ -24,6 +24,7 @@ from ._training import (
     finetune_flow,
     flow_nll_terms,
     ou_step_sizes,
+    sample_times,
     smooth_rows,
     train_flow,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "jko_block_loss",
     "jko_block_terms",
     "ou_step_sizes",
+    "sample_times",
     "rademacher_probes",
     "sliced_wasserstein_to_normal",
     "smooth_rows",

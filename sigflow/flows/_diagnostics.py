@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from ._flow import standard_normal_log_prob
 
 __all__ = ["convergence_diagnostics", "sliced_wasserstein_to_normal"]
+
+
+def _check_n_projections(n_projections):
+    if (
+        isinstance(n_projections, bool)
+        or not isinstance(n_projections, numbers.Integral)
+        or n_projections < 1
+    ):
+        raise ValueError(f"n_projections must be a positive integer, got {n_projections!r}")
+    return int(n_projections)
 
 
 def sliced_wasserstein_to_normal(z, *, n_projections=128, generator=None):
@@ -38,6 +50,7 @@ def sliced_wasserstein_to_normal(z, *, n_projections=128, generator=None):
     >>> near < 0.05 < 1.0 < far
     True
     """
+    n_projections = _check_n_projections(n_projections)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     n, dim = z.shape
@@ -96,6 +109,7 @@ def convergence_diagnostics(flow, X, *, log_density=None, probes=None, n_project
     >>> [row["block"] for row in rows], sorted(rows[0])
     ([0, 1, 2], ['block', 'latent_nll', 'nfe', 'nll', 'sliced_wasserstein'])
     """
+    n_projections = _check_n_projections(n_projections)  # before the pushes, not after
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     state = generator.get_state()

@@ -26,6 +26,7 @@ from ._training import (
     _adam_step,
     _append_block,
     _BestWeights,
+    _fresh_probes,
     _lr_at,
     _progress,
     _push_all,
@@ -170,9 +171,11 @@ def train_jko_blocks(X, velocity, config, generator, result, X_val=None):
     Block ``k`` minimises :func:`jko_block_loss` with step ``h_k`` from
     :func:`~sigflow.flows.ou_step_sizes` on the training data pushed through the previous
     blocks, warm-started from block ``k - 1``. Training uses RK4 (``config.ode_solver``) with
-    ``config.n_ode_steps`` steps and the Hutchinson divergence with ``config.probes`` when
-    given, else the exact trace. With ``config.tol`` set, no further block is added once a
-    block moves the data by less than ``tol`` (``E|T(x) - x|^2 / E|T(x)|^2``).
+    ``config.n_ode_steps`` steps and, when ``config.probes`` is given, the Hutchinson
+    divergence with as many probes, drawn afresh at every step (the held-out checks draw
+    their own set once), else the exact trace. With ``config.tol`` set, no further block
+    is added once a block moves the data by less than ``tol``
+    (``E|T(x) - x|^2 / E|T(x)|^2``).
 
     Each block keeps an exponential moving average of its weights (``config.ema_decay``).
     With held-out rows ``X_val`` (pushed through the blocks alongside the training data),
@@ -200,14 +203,14 @@ def train_jko_blocks(X, velocity, config, generator, result, X_val=None):
     result : TrainingResult
     """
     steps = ou_step_sizes(config.n_blocks, config.step_size, config.step_size_ratio)
-    probes = None if config.probes is None else config.probes.to(device=X.device, dtype=X.dtype)
+    new_probes = _fresh_probes(config.probes, generator, X)
     current = X
     for k, h in enumerate(steps):
         if k > 0:
             velocity = copy.deepcopy(velocity)
         start = time.perf_counter()
         losses, n_checks = _train_jko_block(
-            velocity, current, h, probes, config, generator, k, X_val
+            velocity, current, h, new_probes, config, generator, k, X_val
         )
         block = FlowBlock(velocity)
         current = _append_block(
@@ -246,15 +249,19 @@ class _JKOValidation(_BestWeights):
         return self.update(held_out_statistic(rows), params)
 
 
-def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
-    """Train one block; returns its loss curve and the number of held-out checks."""
+def _train_jko_block(velocity, X, h, new_probes, config, generator, k, X_val=None):
+    """Train one block; returns its loss curve and the number of held-out checks.
+
+    ``new_probes()`` gives the Hutchinson probes (``None``: exact trace) of each step and
+    of the held-out checks (see :func:`_fresh_probes`).
+    """
     params = list(velocity.parameters())
     optimizer = torch.optim.Adam(params, lr=config.learning_rate_init)
     n = X.shape[0]
     batch = min(config.batch_size, n)
     losses = []
     average = _WeightAverage(params, config.ema_decay)
-    monitor = None if X_val is None else _JKOValidation(X_val, h, probes, config)
+    monitor = None if X_val is None else _JKOValidation(X_val, h, new_probes(), config)
     n_checks = 0
     bar = _progress(config, config.max_iter, f"JKO block {k + 1}/{config.n_blocks}")
     for step in range(config.max_iter):
@@ -263,7 +270,7 @@ def _train_jko_block(velocity, X, h, probes, config, generator, k, X_val=None):
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
         loss = jko_block_loss(
             velocity, X[idx], h, n_steps=config.n_ode_steps, solver=config.ode_solver,
-            probes=probes, fused=True,
+            probes=new_probes(), fused=True,
         )
         value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
         average.update(step)

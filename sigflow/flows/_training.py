@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._divergence import rademacher_probes
 from ._flow import Flow, FlowBlock, standard_normal_log_prob
 from ._ode import evaluations_per_step
 from ._velocity import VelocityMLP
 
 __all__ = [
+    "sample_times",
     "TrainingConfig",
     "TrainingResult",
     "NonFiniteLossError",
@@ -74,6 +76,9 @@ class TrainingConfig:
     ``finetune_warmup`` is the fraction of the refinement's steps over which its learning
     rate rises linearly to ``finetune_learning_rate`` (0: none);
     ``finetune_batch_size=None`` refines with ``batch_size`` rows per step.
+    ``time_sampling`` draws the flow-matching times of ``"lfm"`` and ``"fm"`` blocks:
+    ``"uniform"`` on [0, 1], or ``("beta", a, b)`` from Beta(a, b) (see
+    :func:`sample_times`).
     ``max_scoring_steps``: when the refined flow's held-out likelihood with ``n_ode_steps``
     differs from the one with twice the steps by more than :data:`SOLVER_GAP_WARN`, the
     refinement doubles the flow's steps per block (``Flow.n_steps``, which scores, transforms
@@ -111,12 +116,14 @@ class TrainingConfig:
     noise_scale: float = 0.0
     noise_rows: int = 4096
     max_scoring_steps: int | None = None
+    time_sampling: str | tuple = "uniform"
 
     def validate(self):
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.interpolant not in INTERPOLANTS:
             raise ValueError(f"interpolant must be one of {INTERPOLANTS}, got {self.interpolant!r}")
+        _check_time_sampling(self.time_sampling)
         if self.free_coupling not in COUPLINGS:
             raise ValueError(
                 f"free_coupling must be one of {COUPLINGS}, got {self.free_coupling!r}"
@@ -197,6 +204,81 @@ class TrainingResult:
 def ou_step_sizes(n, step_size, ratio):
     """Geometric Ornstein-Uhlenbeck step sizes ``h_k = step_size * ratio**(k-1)``, k = 1..n."""
     return [float(step_size) * float(ratio) ** k for k in range(n)]
+
+
+def _check_time_sampling(spec):
+    """``spec`` as ``None`` (uniform) or ``(a, b)``; ValueError for anything else."""
+    if isinstance(spec, str) and spec == "uniform":
+        return None
+    if isinstance(spec, (tuple, list)) and len(spec) == 3 and spec[0] == "beta":
+        a, b = spec[1], spec[2]
+        if all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in (a, b)
+        ):
+            return float(a), float(b)
+    raise ValueError(
+        f"time_sampling must be 'uniform' or ('beta', a, b) with a, b > 0, got {spec!r}"
+    )
+
+
+def _standard_gamma(shape, n, generator, device, dtype):
+    """``n`` draws of Gamma(shape, 1) from ``generator`` (Marsaglia and Tsang, 2000).
+
+    Rejection from a transformed normal, accepted with probability above 0.95 for
+    ``shape >= 1``; smaller shapes use ``Gamma(shape + 1) * U**(1 / shape)``.
+    ``torch.distributions`` cannot take a generator, so seeded training needs this.
+    """
+    boost = shape < 1.0
+    d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = torch.empty(n, device=device, dtype=torch.float64)
+    todo = torch.arange(n, device=device)
+    while todo.numel():
+        m = todo.numel()
+        x = torch.randn(m, generator=generator, device=device, dtype=torch.float64)
+        u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
+        v = (1.0 + c * x) ** 3
+        ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+        out[todo[ok]] = d * v[ok]
+        todo = todo[~ok]
+    if boost:
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        out = out * u ** (1.0 / shape)
+    return out.to(dtype)
+
+
+def sample_times(spec, n, generator=None, *, device="cpu", dtype=torch.float32):
+    """Flow-matching times: ``n`` draws on [0, 1] as ``spec`` says.
+
+    Parameters
+    ----------
+    spec : "uniform" or tuple ("beta", a, b)
+        Uniform on [0, 1], or Beta(a, b) with ``a, b > 0`` (``a < b`` puts more of the
+        training near t = 0, the data end of each block; ``a = b < 1`` near both ends).
+    n : int
+    generator : torch.Generator, optional
+        Seeds the draws (Beta: as the ratio of two gamma draws).
+
+    Returns
+    -------
+    t : torch.Tensor of shape (n,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import sample_times
+    >>> g = torch.Generator().manual_seed(0)
+    >>> t = sample_times(("beta", 2.0, 5.0), 100_000, g, dtype=torch.float64)
+    >>> round(float(t.mean()), 2)  # a / (a + b)
+    0.29
+    """
+    ab = _check_time_sampling(spec)
+    if ab is None:
+        return torch.rand(n, generator=generator, device=device, dtype=dtype)
+    ga = _standard_gamma(ab[0], n, generator, device, torch.float64)
+    gb = _standard_gamma(ab[1], n, generator, device, torch.float64)
+    return (ga / (ga + gb)).to(dtype)
 
 
 def _interpolate(x0, x1, t, interpolant):
@@ -355,7 +437,10 @@ def finetune_flow(result, X, X_val, config, generator):
     ``config.finetune_batch_size`` rows, or ``batch_size`` when that is None, learning rate
     ``config.finetune_learning_rate``, or ``learning_rate_init / 2`` when that is None,
     decayed by a cosine schedule after a linear rise over the first ``finetune_warmup`` of
-    the steps), through the same fixed-step solver that scores the data.
+    the steps), through the same fixed-step solver that scores the data. With
+    ``config.probes`` (Hutchinson), every step draws new probes of that shape, and the
+    held-out checks one set of their own: trained on the scoring probes, the flow would
+    learn their errors (see :func:`_fresh_probes`).
     ``e(x)`` is the solver's error indicator for the log-determinant along the path of
     ``x``: per step, the squared difference between the solver's quadrature of the
     divergence and a lower-order rule on the same evaluations (RK4: Simpson against the
@@ -408,10 +493,10 @@ def finetune_flow(result, X, X_val, config, generator):
         lr0 = 0.5 * config.learning_rate_init
     optimizer = torch.optim.Adam(params, lr=lr0)
     warmup = int(config.finetune_warmup * config.finetune_iter)
-    probes = None if config.probes is None else config.probes.to(device=X.device, dtype=X.dtype)
     n = X.shape[0]
     batch = min(config.finetune_batch_size or config.batch_size, n)
-    monitor = None if X_val is None else _FlowValidation(X_val, probes)
+    new_probes = _fresh_probes(config.probes, generator, X)
+    monitor = None if X_val is None else _FlowValidation(X_val, new_probes())
     before = None if monitor is None else monitor.nll(flow)
     if monitor is not None:
         monitor.update(before, params)
@@ -424,6 +509,7 @@ def finetune_flow(result, X, X_val, config, generator):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config.finetune_iter, lr0, warmup)
         idx = torch.randint(0, n, (batch,), generator=generator, device=X.device)
+        probes = new_probes()
         if config.solver_penalty:
             nll, kinetic, error, nfe = flow_nll_terms(
                 flow, X[idx], probes=probes, solver_error=True, kinetic=use_kinetic, fused=True
@@ -523,6 +609,23 @@ class _BestWeights:
         with torch.no_grad():
             for p, w in zip(params, self.best_weights):
                 p.copy_(w)
+
+
+def _fresh_probes(probes, generator, X):
+    """A function drawing new Hutchinson probes like ``probes`` (``None``: exact trace) on
+    ``X``'s device and dtype from ``generator``.
+
+    Training must not see one fixed set of probes: with ``P = mean_k e_k e_k^T != I`` it
+    would fit ``tr(J P)`` instead of ``tr J`` and learn fields whose estimated divergence is
+    far from the true one (reported likelihoods of hundreds of nats too high). The fixed
+    probes of the model are kept for scoring, and the held-out checks draw their own.
+    """
+    if probes is None:
+        return lambda: None
+    n_probes, dim = probes.shape
+    return lambda: rademacher_probes(
+        n_probes, dim, generator=generator, device=X.device, dtype=X.dtype
+    )
 
 
 class _FlowValidation(_BestWeights):
@@ -802,7 +905,7 @@ def _train_fm_block(velocity, X, h, config, generator, k, X_val=None):
             x1 = eps[_ot_pairing(x0, eps)]
         else:
             x1 = eps
-        t = torch.rand(batch, generator=generator, device=X.device, dtype=X.dtype)
+        t = sample_times(config.time_sampling, batch, generator, device=X.device, dtype=X.dtype)
         xt, target = _interpolate(x0, x1, t, config.interpolant)
         loss = ((velocity(xt, t) - target) ** 2).mean()
         value = _adam_step(optimizer, params, loss, *_training_loss_where(k, step))
