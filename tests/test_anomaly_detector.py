@@ -243,12 +243,16 @@ def test_detector_refines_with_its_own_batch_size():
     assert det.finetune_stats_["batch_size"] == 48
 
 
-@pytest.mark.parametrize("contamination", ["auto", 0.01])
-def test_a_calibration_row_without_density_gives_a_finite_threshold(contamination):
+@pytest.mark.parametrize(("contamination", "n"), [
+    ("auto", 300),  # 60 calibration rows: the empirical quantile
+    ("auto", 500),  # 100: the conformal order statistic, here the -inf score itself
+    (0.01, 300),
+])
+def test_a_calibration_row_without_density_gives_a_finite_threshold(contamination, n):
     # A corrupted row far beyond float64's reach scores -inf; in the calibration split, a
     # threshold interpolated between it and a finite score was NaN (-inf + inf), and a NaN
-    # offset_ flags every sample.
-    n = 300
+    # offset_ flags every sample. Taken as the threshold itself, -inf made
+    # decision_function +inf for every finite score and NaN for -inf ones.
     X = _normal(n, 3)
     first_calibration_row = np.random.RandomState(0).permutation(n)[0]  # the fit's own split
     X[first_calibration_row] = 1e200
@@ -260,3 +264,5 @@ def test_a_calibration_row_without_density_gives_a_finite_threshold(contaminatio
     assert np.isneginf(cal[0]) and np.isfinite(cal[1:]).all()
     assert np.isfinite(det.offset_)
     assert det.predict(_normal(200, 4)).mean() > 0.8  # normal data mostly inliers
+    decision = det.decision_function(np.vstack([_normal(5, 5), np.full((1, 3), 1e200)]))
+    assert np.isfinite(decision[:5]).all() and decision[5] < 0

@@ -82,13 +82,18 @@ _FLOW_PARAMS_DOC = """
         free block.
     interpolant : {"linear", "trig"}, default="linear"
         Flow-matching interpolant (``"lfm"``, ``"fm"``).
+    time_sampling : "uniform" or tuple ("beta", a, b), default="uniform"
+        Distribution of the flow-matching times t in [0, 1] (``"lfm"``, ``"fm"``):
+        uniform, or Beta(a, b) to spend more of the training where the paths are hard,
+        e.g. ``("beta", 1.0, 2.0)`` near the data end of each block.
     trace_estimator : {"auto", "exact", "hutchinson"}, default="auto"
         Divergence used in log-likelihoods. ``"exact"`` is deterministic; for velocity
         networks with one or two hidden layers it costs about one extra forward pass
         whatever the dimension, so ``"auto"`` keeps it; deeper networks switch to
-        ``"hutchinson"`` above 64 features. Hutchinson probes are drawn once from
+        ``"hutchinson"`` above 64 features. The probes that score are drawn once from
         ``random_state`` and shared by all samples, so scores stay deterministic and
-        batch-independent.
+        batch-independent; training (the likelihood refinement, JKO blocks) draws new
+        probes at every step, so that it cannot fit the scoring probes' errors.
     n_probes : int, default=8
         Rademacher probes averaged by the Hutchinson estimator.
     tol : float or None, default=None
@@ -329,6 +334,11 @@ def loo_log_likelihood(Z, bandwidths):
     return np.array(out)
 
 
+#: Training rows farther than this from the median, in robust standard deviations, are
+#: refused: float32 (the training precision) overflows on their squares near 1e19.
+MAX_STANDARD_UNITS = 1e15
+
+
 def _robust_location_scale(X):
     """Median and normal-consistent interquartile range of each feature.
 
@@ -346,8 +356,9 @@ def _robust_location_scale(X):
     q75, q25 = np.percentile(X, [75, 25], axis=0)
     scale = (q75 - q25) / 1.3489795003921634
     tiny = np.finfo(np.float64).tiny * 1e3
-    std = X.std(axis=0)
-    scale = np.where(scale > tiny, scale, std)
+    need = ~(scale > tiny)
+    if need.any():  # only there: the std of huge values overflows where the IQR is fine
+        scale[need] = X[:, need].std(axis=0)
     varies = np.ptp(X, axis=0) > 0
     scale = np.where(varies & (scale > tiny), scale, 1.0)
     return location, scale
@@ -380,6 +391,7 @@ class BaseFlowEstimator(BaseEstimator):
         step_size=0.3,
         step_size_ratio=1.3,
         interpolant="linear",
+        time_sampling="uniform",
         trace_estimator="auto",
         n_probes=8,
         tol=None,
@@ -409,6 +421,7 @@ class BaseFlowEstimator(BaseEstimator):
         self.step_size = step_size
         self.step_size_ratio = step_size_ratio
         self.interpolant = interpolant
+        self.time_sampling = time_sampling
         self.trace_estimator = trace_estimator
         self.n_probes = n_probes
         self.tol = tol
@@ -446,6 +459,7 @@ class BaseFlowEstimator(BaseEstimator):
             step_size=self.step_size,
             step_size_ratio=self.step_size_ratio,
             interpolant=self.interpolant,
+            time_sampling=self.time_sampling,
             tol=self.tol,
             validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change,
@@ -551,14 +565,27 @@ class BaseFlowEstimator(BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=self._min_samples)
         return X
 
-    def _fit_flow(self, X, rng):
-        """Standardise ``X``, train the flow and set the fitted attributes."""
+    def _fit_flow(self, X, rng, rows=None):
+        """Standardise ``X``, train the flow and set the fitted attributes. ``rows``: the
+        indices of ``X``'s rows in the user's data, for error messages (default: themselves).
+        """
         config = self._training_config()
         self._inference_dtype()  # a bad value fails before training, not after
         device = resolve_device(self.device)
         n_features = X.shape[1]
         self.location_, self.scale_ = _robust_location_scale(X)
         Z = (X - self.location_) / self.scale_
+        far = np.flatnonzero(np.abs(Z).max(axis=1) > MAX_STANDARD_UNITS)
+        if far.size:
+            far = far if rows is None else np.sort(np.asarray(rows)[far])
+            raise ValueError(
+                f"{far.size} training row(s) (indices {far[:5].tolist()}"
+                f"{' ...' if far.size > 5 else ''}) lie more than {MAX_STANDARD_UNITS:.0e} "
+                "robust standard deviations (interquartile range / 1.349) from the median "
+                "of a feature; the flow trains in float32, where their squares overflow. "
+                "They look like fill values or corrupt samples: remove them before fitting"
+            )
+        self._warn_constant_features(X)
         self.smoothing_ = config.noise_scale = self._smoothing_bandwidth(Z)
         trace = self.trace_estimator
         if trace == "auto":
@@ -583,6 +610,20 @@ class BaseFlowEstimator(BaseEstimator):
         )
         self.device_ = str(device)
         return self
+
+    def _warn_constant_features(self, X):
+        constant = np.flatnonzero(np.ptp(X, axis=0) == 0) if X.shape[0] > 1 else []
+        if len(constant):
+            names = getattr(self, "feature_names_in_", None)
+            which = constant.tolist() if names is None else names[constant].tolist()
+            warnings.warn(
+                f"feature(s) {which[:10]}{' ...' if len(which) > 10 else ''} are constant "
+                "in the training data; the model measures other values of them in the "
+                "feature's own units (scale 1), so how far off a change scores depends "
+                "on those units",
+                UserWarning,
+                stacklevel=4,
+            )
 
     # ------------------------------------------------------------------ scoring
     def _check_X(self, X):
@@ -759,16 +800,6 @@ class BaseFlowEstimator(BaseEstimator):
         from ..flows import convergence_diagnostics
 
         X = self._check_X(X)
-        refined = (getattr(self, "finetune_stats_", None) or {}).get("n_iter", 0)
-        if refined and len(self.flow_.blocks) > 1:
-            warnings.warn(
-                f"the blocks of this model were refined together ({refined} steps of "
-                "likelihood refinement), so the rows between the first and the last are no "
-                "longer stages of the block-wise flow; fit with finetune_iter=0 for the "
-                "per-block picture",
-                UserWarning,
-                stacklevel=2,
-            )
         log_jac = -np.log(self.scale_).sum()
         log_p = None
         if log_density is not None:
@@ -784,6 +815,16 @@ class BaseFlowEstimator(BaseEstimator):
             self.flow_, self._standardised_tensor(X), log_density=log_p, probes=probes,
             n_projections=n_projections,
         )
+        refined = (getattr(self, "finetune_stats_", None) or {}).get("n_iter", 0)
+        if refined and len(self.flow_.blocks) > 1:
+            warnings.warn(
+                f"the blocks of this model were refined together ({refined} steps of "
+                "likelihood refinement), so the rows between the first and the last are no "
+                "longer stages of the block-wise flow; fit with finetune_iter=0 for the "
+                "per-block picture",
+                UserWarning,
+                stacklevel=2,
+            )
         ou_time = 0.0
         for row in rows:
             k = row["block"]
@@ -820,6 +861,7 @@ class BaseFlowEstimator(BaseEstimator):
         state.setdefault("finetune_iter", 0)  # before the likelihood refinement existed
         state.setdefault("kinetic_penalty", 0.0)
         state.setdefault("smoothing", None)
+        state.setdefault("time_sampling", "uniform")
         state.setdefault("inference_dtype", "float64")
         state.setdefault("finetune_learning_rate", 0.5 * state.get("learning_rate_init", 2e-3))
         if "finetune_warmup" not in state:
