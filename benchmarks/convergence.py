@@ -32,13 +32,16 @@ import argparse
 import copy
 import json
 import math
-import platform
+import os
+import shlex
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
+from density import machine
 from scipy.special import logsumexp
 
 from sigflow import FlowDensityEstimator
@@ -174,7 +177,7 @@ def refine(est, X, X_test, log_p_test, args, seed, block_nfe):
     """The same blocks refined together by maximum likelihood (``finetune_iter`` steps, as
     ``FlowDensityEstimator`` does after block training), on the estimator's standardised
     training data with 10 % held out for its early stopping."""
-    from sigflow.flows import TrainingConfig, TrainingResult, finetune_flow
+    from sigflow.flows import TrainingResult, finetune_flow
 
     refined = copy.deepcopy(est)
     flow = refined.flow_.to(torch.float32)
@@ -182,17 +185,17 @@ def refine(est, X, X_test, log_p_test, args, seed, block_nfe):
     Xs = torch.as_tensor((X - est.location_) / est.scale_, dtype=torch.float32)
     order = torch.randperm(len(Xs), generator=g)
     n_val = len(Xs) // 10
-    config = TrainingConfig(
-        finetune_iter=args.finetune_iter, kinetic_penalty=est.kinetic_penalty,
-        solver_penalty=est.solver_penalty, finetune_learning_rate=est.finetune_learning_rate,
-        finetune_warmup=est.finetune_warmup, learning_rate_init=est.learning_rate_init,
-        batch_size=args.batch_size, n_iter_no_change=est.n_iter_no_change,
-    )
+    # the estimator's own configuration (rows per step, learning rate, penalties, scoring
+    # steps ...), with this run's number of steps
+    config = est._training_config()
+    config.finetune_iter, config.verbose = args.finetune_iter, 0
+    config.probes = None if est.probes_ is None else est.probes_.to(torch.float32)
     start = time.perf_counter()
     result = TrainingResult(flow=flow)
     finetune_flow(result, Xs[order[n_val:]], Xs[order[:n_val]], config, g)
     elapsed = time.perf_counter() - start
     refined.flow_ = flow.to(torch.float64)
+    refined.n_ode_steps_ = refined.flow_.n_steps
     diff = log_p_test - refined.score_samples(X_test)
     stats = result.finetune_stats
     return {
@@ -282,17 +285,11 @@ def fmt_blocks(pair, n_blocks):
 
 def report(results, args):
     lines = []
+    threads = os.environ.get("OMP_NUM_THREADS")
     lines.append(
-        f"Command: `OMP_NUM_THREADS=1 python benchmarks/convergence.py "
-        f"--max-iter-jko {args.max_iter_jko} --max-iter-lfm {args.max_iter_lfm} "
-        f"--hidden {' '.join(map(str, args.hidden))} --zuko-seconds {args.zuko_seconds}"
-        f" --n-blocks {args.n_blocks} --finetune-iter {args.finetune_iter}"
-        + "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("step_size",
-                  "step_size_ratio") if getattr(args, k) is not None)
-        + "` "
-        f"({date.today().isoformat()}, {platform.machine()}, "
-        f"{torch.get_num_threads()} torch thread(s) on a shared 2-core CPU, no GPU, "
-        f"torch {torch.__version__})."
+        f"Command: `{'' if threads is None else f'OMP_NUM_THREADS={threads} '}python "
+        f"{' '.join(shlex.quote(a) for a in sys.argv)}` ({date.today().isoformat()}, "
+        f"{machine()}, {torch.get_num_threads()} torch thread(s))."
     )
     lines.append("")
     lines.append("Gap after each block: held-out `E[log p] - E[log q_k]` (nats), `q_k` = first k "

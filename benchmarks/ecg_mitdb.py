@@ -54,11 +54,16 @@ def data_dir() -> Path:
 
 
 def features(records, refresh=False):
-    """Beat features of the records, cached by records and the feature code."""
+    """Beat features of the records, cached by the records, the data folder and the code
+    of everything ``load_beats`` runs (all of ``sigflow/ecg`` and the preprocessing)."""
     from sigflow.ecg import load_beats
 
-    src = (ROOT / "sigflow" / "ecg" / "_beats.py").read_bytes()
-    key = hashlib.sha1(src + " ".join(records).encode()).hexdigest()[:12]
+    digest = hashlib.sha1()
+    for part in ("ecg", "preprocessing"):
+        for src in sorted((ROOT / "sigflow" / part).glob("*.py")):
+            digest.update(src.name.encode() + src.read_bytes())
+    digest.update(f"{data_dir().resolve()}|{' '.join(records)}".encode())
+    key = digest.hexdigest()[:12]
     path = CACHE / f"mitdb_{key}.npz"
     if path.exists() and not refresh:
         d = np.load(path)
