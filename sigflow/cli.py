@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-CSV_COLUMNS = ("record", "sample", "time_s", "label", "score", "pvalue", "flag")
+# Share of labelled normal beats flagged above which the summary says the threshold does not
+# carry over to the scored records (it is set for about 1 %).
+FALSE_ALARM_NOTE = 0.05
+
+CSV_COLUMNS = ("record", "sample", "time_s", "label", "score", "pvalue", "flag", "threshold")
 
 _EPILOG = """\
 output, per record (in --out):
@@ -25,9 +30,12 @@ output, per record (in --out):
               class N/S/V/F/Q when the record has beat annotations, else empty), score
               (log-likelihood of the beat under the model: higher is more normal), pvalue
               (conformal p-value: small means unlike the training beats), flag (1 when the
-              beat is below the detector's threshold, about 1 % false alarms on normal beats)
-  RECORD.png  the ECG trace with beats coloured by anomaly score (needs matplotlib:
-              pip install "sigflow[plot]")
+              score is below the threshold), threshold (the detector's score threshold,
+              set for about 1 % false alarms on normal beats like the training beats; on
+              other patients' records it is often many more)
+  RECORD.png  the ECG trace with beats coloured by anomaly score = threshold - score
+              (> 0: flagged); --plot-start/--plot-duration choose the span (needs
+              matplotlib: pip install "sigflow[plot]")
 
 examples:
   sigflow demo
@@ -52,6 +60,24 @@ def _positive_int(text):
 
 def _non_negative_int(text):
     return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _float_above(text, low, strict, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
+def _positive_float(text):
+    return _float_above(text, 0.0, True, "a positive number")
+
+
+def _non_negative_float(text):
+    return _float_above(text, 0.0, False, "a number >= 0")
 
 
 def _seed(text):
@@ -102,6 +128,15 @@ def _build_parser():
             f"fits several times faster (default: {finetune_default})",
         )
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
+        p.add_argument(
+            "--plot-start", type=_non_negative_float, default=0.0,
+            help="start of the span the PNG shows, in seconds (default: 0)",
+        )
+        p.add_argument(
+            "--plot-duration", type=_positive_float, default=None,
+            help="length of the span the PNG shows, in seconds (default: the whole record; "
+            "a long record's beats crowd one figure, so try 60)",
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     detect = sub.add_parser(
@@ -202,6 +237,8 @@ def run_detection(
     max_iter=None,
     finetune_iter=None,
     stream=None,
+    plot_start=0.0,
+    plot_duration=None,
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
 
@@ -300,9 +337,13 @@ def run_detection(
                         f"{score[i]:.6g}",
                         f"{pvalue[i]:.6g}",
                         int(flag[i]),
+                        f"{flow_det.offset_:.6g}",
                     )
                 )
-        png_path = _plot(record, b, score, flow_det.offset_, out) if plot else None
+        png_path = (
+            _plot(record, b, score, flow_det.offset_, out, plot_start, plot_duration)
+            if plot else None
+        )
         results.append(
             {
                 "beats": b,
@@ -318,7 +359,7 @@ def run_detection(
     return {"detector": detector, "results": results, "skipped": skipped}
 
 
-def _plot_figure(record, beats, score, offset):
+def _plot_figure(record, beats, score, offset, start=0.0, duration=None):
     """The trace of the channel the beats come from, beats coloured by anomaly score."""
     from sigflow.ecg import plot_scores
 
@@ -336,11 +377,14 @@ def _plot_figure(record, beats, score, offset):
         labels=beats.labels if np.any(beats.labels != "") else None,
         lead=beats.lead,
         units=units or None,
-        title=f"{beats.record}: anomaly score (threshold at 0)",
+        start=start,
+        duration=duration,
+        title=f"{beats.record}: anomaly score = threshold - log-likelihood, flagged above 0 "
+        f"(threshold {offset:.4g})",
     )
 
 
-def _plot(record, beats, score, offset, out):
+def _plot(record, beats, score, offset, out, start=0.0, duration=None):
     try:
         import matplotlib
 
@@ -350,7 +394,7 @@ def _plot(record, beats, score, offset, out):
         return None
     import matplotlib.pyplot as plt
 
-    fig = _plot_figure(record, beats, score, offset)
+    fig = _plot_figure(record, beats, score, offset, start, duration)
     path = out / f"{beats.record}.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -385,11 +429,22 @@ def _summary(results, stream):
     if n_q:
         line += f"  ({n_q} Q beats left out, as in AAMI EC57)"
     print(line, file=stream)
+    normal = known & ~abnormal
     print(
-        f"flagged {int(flag[known & ~abnormal].sum())} of {int((known & ~abnormal).sum())} normal "
+        f"flagged {int(flag[normal].sum())} of {int(normal.sum())} normal "
         f"and {int(flag[abnormal].sum())} of {int(abnormal.sum())} abnormal beats",
         file=stream,
     )
+    false_alarms = float(flag[normal].mean()) if normal.any() else 0.0
+    if false_alarms > FALSE_ALARM_NOTE:
+        print(
+            f"note: {100 * false_alarms:.0f} % of the normal beats are flagged, where the "
+            "threshold was set for about 1 % on normal beats like the training beats: these "
+            "records' normal beats differ from those (other patients, or too few training "
+            "beats). Rank by score or p-value rather than trusting the flags, or train on "
+            "more records (or on these records themselves)",
+            file=stream,
+        )
     return {"auroc": auroc, "average_precision": ap}
 
 
@@ -406,6 +461,8 @@ def main(argv=None):
         lead=args.lead,
         seed=args.seed,
         plot=not args.no_plot,
+        plot_start=args.plot_start,
+        plot_duration=args.plot_duration,
         quiet=args.quiet,
         max_iter=args.max_iter,
         finetune_iter=args.finetune_iter,

@@ -68,6 +68,12 @@ def test_detect_writes_a_csv_and_png_per_record(tmp_path, capsys):
         assert np.all((p > 0) & (p <= 1))
         flags = np.array([int(r["flag"]) for r in rows])
         assert set(np.unique(flags)) <= {0, 1}
+        threshold = {float(r["threshold"]) for r in rows}
+        assert len(threshold) == 1  # the detector's one threshold, on every row
+        scores = np.array([float(r["score"]) for r in rows])
+        thr = threshold.pop()
+        clear = np.abs(scores - thr) > 1e-4 * abs(thr)  # both written with 6 digits
+        np.testing.assert_array_equal(flags[clear], scores[clear] < thr)
         png = tmp_path / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -321,3 +327,31 @@ def test_summary_leaves_q_beats_out_as_aami_does():
     text = out.getvalue()
     assert "3 Q beats left out" in text
     assert "flagged 0 of 6 normal and 2 of 2 abnormal beats" in text
+
+
+def test_summary_notes_a_threshold_that_does_not_carry_over():
+    from types import SimpleNamespace
+
+    from sigflow.cli import _summary
+
+    labels = np.array(["N"] * 90 + ["V"] * 10)
+    score = np.r_[np.linspace(-10, 0, 90), np.full(10, -50.0)]
+    stream = io.StringIO()
+    for n_flagged, noted in ((4, False), (9, True)):  # of 90 normal beats: 4.4 %, 10 %
+        flag = np.r_[np.arange(90) < n_flagged, np.ones(10, bool)].astype(int)
+        result = {"beats": SimpleNamespace(labels=labels), "score": score, "flag": flag}
+        stream.seek(0), stream.truncate()
+        _summary([result], stream)
+        assert ("note: 10 % of the normal beats are flagged" in stream.getvalue()) == noted
+
+
+def test_plot_span_options(tmp_path):
+    record = example_records()[0]
+    code = main(["detect", record, "--out", str(tmp_path), "--max-iter", "20",
+                 "--plot-start", "10", "--plot-duration", "5", "-q"])
+    assert code == 0
+    name = record.replace("\\", "/").rsplit("/", 1)[-1]
+    assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for bad in (["--plot-duration", "0"], ["--plot-start", "-1"], ["--plot-duration", "nan"]):
+        with pytest.raises(SystemExit):
+            main(["detect", record, "--out", str(tmp_path), *bad])

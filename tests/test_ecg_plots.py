@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sigflow.ecg import load_record, plot_score_histogram, plot_scores
+from sigflow.ecg import load_record, make_synthetic_ecg, plot_score_histogram, plot_scores
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -69,3 +69,11 @@ def test_plot_scores_units(record):
     fig = plot_scores(x, fs, s, scores, lead="ECG", units=None)
     assert fig.axes[0].get_ylabel() == "ECG"
     plt.close(fig)
+
+
+def test_plot_scores_names_its_scores():
+    sig, fs, ann = make_synthetic_ecg(duration=10, random_state=0)
+    fig = plot_scores(sig, fs, ann["sample"], np.zeros(len(ann["sample"])),
+                      score_label="threshold - log-likelihood")
+    assert fig.axes[1].get_ylabel() == "threshold - log-likelihood"
+    assert fig.axes[-1].get_ylabel() == "threshold - log-likelihood"  # the colour bar

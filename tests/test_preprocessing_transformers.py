@@ -1,4 +1,4 @@
-"""SpectralFeatures and the filter transformers: definitions, scipy agreement, sklearn checks."""
+"""WindowFeatures, SpectralFeatures, the filters: definitions, scipy agreement, sklearn checks."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sigflow.preprocessing import (
     SPECTRAL_FEATURES,
+    WINDOW_FEATURES,
     BandpassFilter,
     BaselineWanderRemover,
     NotchFilter,
     SpectralFeatures,
+    WindowFeatures,
     bandpass_filter,
     notch_filter,
     remove_baseline_wander,
+    window_features,
 )
 
 BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
@@ -27,6 +30,8 @@ BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 
 @parametrize_with_checks(
     [
+        WindowFeatures(),
+        WindowFeatures(features=("kurtosis", "mean"), constant_fill=None),
         SpectralFeatures(fs=100.0),
         SpectralFeatures(fs=100.0, bands=((0.0, 25.0), (25.0, 50.0)), nperseg=2,
                          features=("relative_band_power", "spectral_slope")),
@@ -283,3 +288,53 @@ def test_filters_keep_feature_names_and_support_set_output(filt):
     df = pipe.set_output(transform="pandas").fit_transform(X)
     assert isinstance(df, pd.DataFrame) and list(df.columns) == list(features)
     np.testing.assert_allclose(df.to_numpy(), plain)
+
+
+def test_window_features_transformer_matches_the_function():
+    rng = np.random.default_rng(0)
+    W = rng.normal(3.0, 2.0, size=(40, 64))
+    W[5] = 7.0  # a flat window
+    W[6, :] = np.r_[np.zeros(63), 1.0]
+    ref = window_features(W, 64, 1)[:, 0, :]
+    assert np.isnan(ref[5, [WINDOW_FEATURES.index("skewness"),
+                            WINDOW_FEATURES.index("kurtosis")]]).all()
+    F = WindowFeatures().fit(W).transform(W)
+    np.testing.assert_array_equal(F[np.arange(40) != 5], ref[np.arange(40) != 5])
+    expected = np.where(np.isnan(ref[5]), 0.0, ref[5])
+    np.testing.assert_array_equal(F[5], expected)
+    kept = WindowFeatures(constant_fill=None).fit_transform(W)
+    np.testing.assert_array_equal(np.isnan(kept), np.isnan(ref))
+    filled = WindowFeatures(features=("kurtosis",), constant_fill=-3.0).fit_transform(W)
+    assert filled[5, 0] == -3.0
+    assert list(WindowFeatures().fit(W).get_feature_names_out()) == list(WINDOW_FEATURES)
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"constant_fill": float("nan")}, "constant_fill must be None or a finite number"),
+    ({"constant_fill": "zero"}, "constant_fill must be None or a finite number"),
+    ({"features": ("mean", "median")}, "unknown window feature"),
+])
+def test_window_features_transformer_errors(params, match):
+    with pytest.raises(ValueError, match=match):
+        WindowFeatures(**params).fit(np.ones((3, 8)))
+
+
+def test_a_flat_window_reaches_the_detector():
+    # The windows a detector should flag (a flat-lined lead) must not stop the pipeline.
+    from sigflow import FlowAnomalyDetector
+
+    rng = np.random.default_rng(1)
+    t = np.arange(40_000) / 100.0
+    x = np.sin(2 * np.pi * 1.2 * t) + 0.1 * rng.normal(size=t.size)
+    x[30_000:30_400] = 0.5  # flat line
+    from sigflow.preprocessing import sliding_windows
+
+    W = sliding_windows(x, 200, 200)
+    pipe = make_pipeline(
+        WindowFeatures(features=("std", "skewness", "kurtosis", "line_length")),
+        FlowAnomalyDetector(n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=60,
+                            finetune_iter=0, random_state=0),
+    ).fit(W[:120])
+    score = pipe.score_samples(W)
+    assert np.isfinite(score).all()
+    assert np.argsort(score)[:2].tolist() in ([150, 151], [151, 150])

@@ -18,7 +18,8 @@ def _pyplot():
 
 
 def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, start=0.0,
-                duration=None, lead="", title=None, ax=None, units="mV"):
+                duration=None, lead="", title=None, ax=None, units="mV",
+                score_label="anomaly score"):
     """Plot an ECG trace with each beat coloured by its anomaly score.
 
     Parameters
@@ -49,6 +50,8 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
     units : str or None, default="mV"
         Physical units of ``signal`` for the axis label (e.g. a record's
         ``units[channel]``); None or ``""`` leaves them out.
+    score_label : str, default="anomaly score"
+        What ``scores`` are, for the colour bar and the score panel's axis.
 
     Returns
     -------
@@ -98,13 +101,13 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
             if lab not in ("N", ""):
                 ax0.annotate(lab, (s / fs, x[s]), xytext=(0, 8), textcoords="offset points",
                              ha="center", fontsize=8, color="C3")
-    fig.colorbar(pts, ax=[ax0, ax1], label="anomaly score", pad=0.01)
+    fig.colorbar(pts, ax=[ax0, ax1], label=score_label, pad=0.01)
     ax1.plot(samples[sel] / fs, scores[sel], ".-", color="0.4", lw=0.6, ms=4)
     if units:
         ax0.set_ylabel(f"{lead} ({units})" if lead else str(units))
     else:
         ax0.set_ylabel(lead or "")
-    ax1.set_ylabel("score")
+    ax1.set_ylabel(score_label)
     ax1.set_xlabel("time (s)")
     if title:
         ax0.set_title(title)

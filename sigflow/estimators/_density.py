@@ -144,11 +144,39 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return self._sample(n_samples, random_state)
 
     def transform(self, X):
-        """Map data to the flow's latent space (approximately ``N(0, I)`` distributed)."""
+        """Map data to the flow's latent space (approximately ``N(0, I)`` distributed).
+
+        Each row is standardised and pushed through every block with the fixed-step
+        solver that scores (``n_ode_steps_`` steps per block).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_features_in_)
+            Latent points; :meth:`inverse_transform` maps them back up to the solver's
+            discretisation error: with the defaults about 1e-4 to 1e-3 standard
+            deviations of a feature for most rows, more where the paths bend sharply (up
+            to 0.07 on MIT-BIH beat features); raise ``n_ode_steps`` for a closer match.
+        """
         return self._push(self._check_X(X))
 
     def inverse_transform(self, X):
-        """Map latent points back to data space."""
+        """Map latent points back to data space (the flow run backwards).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features_in_)
+            Latent points, e.g. from :meth:`transform` or ``N(0, I)`` draws.
+
+        Returns
+        -------
+        X_data : ndarray of shape (n_samples, n_features_in_)
+            In the user's units. ``inverse_transform(transform(X))`` recovers ``X`` up to
+            the fixed-step solver's error (see :meth:`transform`).
+        """
         check_is_fitted(self, "flow_")
         Z = check_array(X, dtype=np.float64)
         if Z.shape[1] != self.n_features_in_:

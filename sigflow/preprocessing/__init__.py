@@ -16,6 +16,8 @@ bandpass_filter, remove_baseline_wander, notch_filter
 
 Transformers (rows in, the same number of rows out)
 ---------------------------------------------------
+WindowFeatures
+    The statistics of ``window_features``, one row per window (finite for flat windows).
 SpectralFeatures
     Band powers, spectral entropy, centroid, spread, edges, dominant frequency,
     flatness and slope of each window.
@@ -47,7 +49,7 @@ from ._filters import (
 )
 from ._spectral import SPECTRAL_FEATURES, SpectralFeatures
 from ._welch import welch_psd
-from ._window_features import WINDOW_FEATURES, window_features
+from ._window_features import WINDOW_FEATURES, WindowFeatures, window_features
 from ._windows import sliding_windows
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "BaselineWanderRemover",
     "NotchFilter",
     "SpectralFeatures",
+    "WindowFeatures",
     "bandpass_filter",
     "notch_filter",
     "remove_baseline_wander",

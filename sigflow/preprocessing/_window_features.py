@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numba as nb
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._validation import _as_real_signal, _check_int, _raise_nonfinite, _rows_last
 
@@ -361,3 +364,121 @@ def _check_features(features):
     if len(set(features)) != len(features):
         raise ValueError(f"features must not repeat a name, got {features}")
     return features
+
+
+class WindowFeatures(TransformerMixin, BaseEstimator):
+    """Statistics of each row, a window of a signal: :func:`window_features` as a transformer.
+
+    Rows in, the same number of rows out, one column per feature, so windows from
+    :func:`sliding_windows` go straight into a ``Pipeline`` (beside
+    :class:`SpectralFeatures` in a ``FeatureUnion``, say) and on to an estimator.
+
+    Skewness and kurtosis are undefined for a constant row; :func:`window_features` and
+    ``scipy.stats`` give NaN there, which estimators that refuse NaN (scikit-learn's and
+    sigflow's) would refuse, at the very windows a detector should flag (a flat-lined
+    lead). Here they are ``constant_fill`` instead; the row's ``std`` of 0 still tells it
+    apart.
+
+    Parameters
+    ----------
+    features : str or tuple of str, default=WINDOW_FEATURES
+        Statistics to compute, in output order; see :func:`window_features`.
+    constant_fill : float or None, default=0.0
+        Skewness and (excess) kurtosis of a constant row; None keeps NaN.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Samples per window seen in :meth:`fit`.
+    feature_names_in_ : ndarray of str
+        Input column names, when ``X`` had them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sigflow.preprocessing import WindowFeatures, sliding_windows
+    >>> x = np.r_[np.sin(np.linspace(0, 40 * np.pi, 2000)), np.zeros(400)]  # then flat
+    >>> W = sliding_windows(x, width=200, step=200)
+    >>> F = WindowFeatures(features=("std", "kurtosis")).fit_transform(W)
+    >>> F.shape, bool(np.isfinite(F).all())
+    ((12, 2), True)
+    >>> F[-1]  # the flat window: no spread, kurtosis filled with 0
+    array([0., 0.])
+    """
+
+    def __init__(self, features=WINDOW_FEATURES, constant_fill=0.0):
+        self.features = features
+        self.constant_fill = constant_fill
+
+    def fit(self, X, y=None):
+        """Check the parameters and record the window length.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_windows, n_samples_per_window)
+            Windows as rows.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : WindowFeatures
+        """
+        validate_data(self, X, dtype=np.float64)
+        self._checked()
+        return self
+
+    def transform(self, X):
+        """Statistics of every row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_windows, n_features_in_)
+            Windows as rows, finite.
+
+        Returns
+        -------
+        F : ndarray of shape (n_windows, len(features))
+            Columns named by :meth:`get_feature_names_out`.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        features, fill = self._checked()
+        F = window_features(X, X.shape[1], 1, features=features)[:, 0, :]
+        if fill is not None:
+            for j, name in enumerate(features):
+                if name in ("skewness", "kurtosis"):
+                    column = F[:, j]
+                    column[np.isnan(column)] = fill
+        return F
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns: the feature names.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Only checked against the input names seen in :meth:`fit`.
+
+        Returns
+        -------
+        names : ndarray of str objects
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features)
+        return np.asarray(_check_features(self.features), dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    def _checked(self):
+        features = _check_features(self.features)
+        fill = self.constant_fill
+        if fill is not None and (
+            isinstance(fill, bool) or not isinstance(fill, numbers.Real)
+            or not math.isfinite(fill)
+        ):
+            raise ValueError(f"constant_fill must be None or a finite number, got {fill!r}")
+        return features, None if fill is None else float(fill)
