@@ -82,7 +82,7 @@ def train_torchcfm(Z, steps, batch_size, seed, lr=1e-3):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return net, losses
 
 

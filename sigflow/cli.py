@@ -394,6 +394,11 @@ def _plot(record, beats, score, offset, out, start=0.0, duration=None):
         return None
     import matplotlib.pyplot as plt
 
+    length = record.signal.shape[0] / record.fs
+    if start >= length:
+        print(f"{beats.record}: no PNG, --plot-start {start:g} s is beyond the record "
+              f"({length:g} s)", file=sys.stderr)
+        return None
     fig = _plot_figure(record, beats, score, offset, start, duration)
     path = out / f"{beats.record}.png"
     fig.savefig(path, dpi=100)

@@ -352,6 +352,13 @@ def test_plot_span_options(tmp_path):
     assert code == 0
     name = record.replace("\\", "/").rsplit("/", 1)[-1]
     assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # beyond the record: the CSV, a message and no PNG (an empty figure, or an error after
+    # the fit, before)
+    code = main(["detect", record, "--out", str(tmp_path / "late"), "--max-iter", "20",
+                 "--plot-start", "1e300", "-q"])
+    assert code == 0
+    assert (tmp_path / "late" / f"{name}.csv").exists()
+    assert not (tmp_path / "late" / f"{name}.png").exists()
     for bad in (["--plot-duration", "0"], ["--plot-start", "-1"], ["--plot-duration", "nan"]):
         with pytest.raises(SystemExit):
             main(["detect", record, "--out", str(tmp_path), *bad])

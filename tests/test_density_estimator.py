@@ -588,6 +588,15 @@ def test_rows_beyond_float32_training_are_refused_by_name(Estimator):
         Estimator(**SMALL).fit(X)
     X[[3, 7], 1] = 1e12  # far, but representable: fits
     assert np.isfinite(Estimator(**SMALL).fit(X).score_samples(X[:5])).all()
+    # In a column that is mostly zero the scale falls back to the standard deviation, which
+    # overflowed to inf for values of 1e200: every row then standardised to 0 there, and
+    # every score came out -inf or NaN. Now the scale is finite (about 1e199), the two rows
+    # stand about 10 scales out, and the model scores.
+    X = np.column_stack([_two_moons_like(200), np.zeros(200)])
+    X[[3, 7], 2] = 1e200
+    est = Estimator(**SMALL).fit(X)
+    assert np.isfinite(est.scale_).all() and est.scale_[2] > 1e198
+    assert np.isfinite(est.score_samples(X[10:15])).all()
 
 
 def test_cv_bandwidth_ignores_constant_features_and_degenerate_data():

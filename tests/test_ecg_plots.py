@@ -77,3 +77,9 @@ def test_plot_scores_names_its_scores():
                       score_label="threshold - log-likelihood")
     assert fig.axes[1].get_ylabel() == "threshold - log-likelihood"
     assert fig.axes[-1].get_ylabel() == "threshold - log-likelihood"  # the colour bar
+
+
+def test_plot_scores_refuses_a_start_beyond_the_signal():
+    sig, fs, ann = make_synthetic_ecg(duration=10, random_state=0)
+    with pytest.raises(ValueError, match="beyond the signal"):
+        plot_scores(sig, fs, ann["sample"], np.zeros(len(ann["sample"])), start=10.0)

@@ -40,7 +40,8 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
     labels : array-like of str, default=None
         Known beat classes, written above abnormal beats (not ``"N"``).
     start, duration : float, default=0.0, None
-        The time span to draw, in seconds (all of it by default).
+        The time span to draw, in seconds (all of it by default); a start beyond
+        the signal is a ValueError.
     lead : str, default=""
         Lead name for the axis label.
     title : str, default=None
@@ -71,8 +72,10 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
     scores = np.asarray(scores, dtype=float).ravel()
     if samples.shape != scores.shape:
         raise ValueError(f"samples and scores differ in length: {len(samples)} != {len(scores)}")
+    if not max(start, 0) * fs < x.shape[0]:
+        raise ValueError(f"start={start:g} s is beyond the signal ({x.shape[0] / fs:g} s)")
     lo = int(max(start, 0) * fs)
-    hi = x.shape[0] if duration is None else min(int((start + duration) * fs), x.shape[0])
+    hi = x.shape[0] if duration is None else int(min((start + duration) * fs, x.shape[0]))
     t = np.arange(lo, hi) / fs
     sel = (samples >= lo) & (samples < hi)
     if ax is None:

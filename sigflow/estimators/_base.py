@@ -357,8 +357,13 @@ def _robust_location_scale(X):
     scale = (q75 - q25) / 1.3489795003921634
     tiny = np.finfo(np.float64).tiny * 1e3
     need = ~(scale > tiny)
-    if need.any():  # only there: the std of huge values overflows where the IQR is fine
-        scale[need] = X[:, need].std(axis=0)
+    if need.any():
+        # the std of the columns scaled by their largest magnitude, scaled back: finite for
+        # any finite column (a plain std overflows from about 1e154, and an infinite scale
+        # would make every standardised value 0, a fill value included)
+        big = np.abs(X[:, need]).max(axis=0)
+        big = np.where(big > 0, big, 1.0)
+        scale[need] = (X[:, need] / big).std(axis=0) * big
     varies = np.ptp(X, axis=0) > 0
     scale = np.where(varies & (scale > tiny), scale, 1.0)
     return location, scale
@@ -585,7 +590,10 @@ class BaseFlowEstimator(BaseEstimator):
                 "of a feature; the flow trains in float32, where their squares overflow. "
                 "They look like fill values or corrupt samples: remove them before fitting"
             )
-        self._warn_constant_features(X)
+        self._warn_constant_features(
+            X, "training data" if rows is None else "rows the flow is fitted to (calibration "
+            "rows aside)"
+        )
         self.smoothing_ = config.noise_scale = self._smoothing_bandwidth(Z)
         trace = self.trace_estimator
         if trace == "auto":
@@ -611,14 +619,14 @@ class BaseFlowEstimator(BaseEstimator):
         self.device_ = str(device)
         return self
 
-    def _warn_constant_features(self, X):
+    def _warn_constant_features(self, X, where):
         constant = np.flatnonzero(np.ptp(X, axis=0) == 0) if X.shape[0] > 1 else []
         if len(constant):
             names = getattr(self, "feature_names_in_", None)
             which = constant.tolist() if names is None else names[constant].tolist()
             warnings.warn(
                 f"feature(s) {which[:10]}{' ...' if len(which) > 10 else ''} are constant "
-                "in the training data; the model measures other values of them in the "
+                f"in the {where}; the model measures other values of them in the "
                 "feature's own units (scale 1), so how far off a change scores depends "
                 "on those units",
                 UserWarning,

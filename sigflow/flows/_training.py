@@ -222,12 +222,15 @@ def _check_time_sampling(spec):
     )
 
 
-def _standard_gamma(shape, n, generator, device, dtype):
-    """``n`` draws of Gamma(shape, 1) from ``generator`` (Marsaglia and Tsang, 2000).
+def _log_standard_gamma(shape, n, generator, device):
+    """Logarithms of ``n`` draws of Gamma(shape, 1) from ``generator`` (Marsaglia and
+    Tsang, 2000), in float64.
 
     Rejection from a transformed normal, accepted with probability above 0.95 for
-    ``shape >= 1``; smaller shapes use ``Gamma(shape + 1) * U**(1 / shape)``.
-    ``torch.distributions`` cannot take a generator, so seeded training needs this.
+    ``shape >= 1``; smaller shapes use ``Gamma(shape + 1) * U**(1 / shape)``, added in
+    logarithms because for small shapes the draw itself underflows (shape 0.002: one in
+    twenty is below 1e-308). ``torch.distributions`` cannot take a generator, so seeded
+    training needs this.
     """
     boost = shape < 1.0
     d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
@@ -240,12 +243,12 @@ def _standard_gamma(shape, n, generator, device, dtype):
         u = torch.rand(m, generator=generator, device=device, dtype=torch.float64)
         v = (1.0 + c * x) ** 3
         ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-        out[todo[ok]] = d * v[ok]
+        out[todo[ok]] = math.log(d) + torch.log(v[ok])
         todo = todo[~ok]
     if boost:
         u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        out = out * u ** (1.0 / shape)
-    return out.to(dtype)
+        out = out + torch.log(u) / shape
+    return out
 
 
 def sample_times(spec, n, generator=None, *, device="cpu", dtype=torch.float32):
@@ -276,9 +279,9 @@ def sample_times(spec, n, generator=None, *, device="cpu", dtype=torch.float32):
     ab = _check_time_sampling(spec)
     if ab is None:
         return torch.rand(n, generator=generator, device=device, dtype=dtype)
-    ga = _standard_gamma(ab[0], n, generator, device, torch.float64)
-    gb = _standard_gamma(ab[1], n, generator, device, torch.float64)
-    return (ga / (ga + gb)).to(dtype)
+    log_a = _log_standard_gamma(ab[0], n, generator, device)
+    log_b = _log_standard_gamma(ab[1], n, generator, device)
+    return torch.sigmoid(log_a - log_b).to(dtype)  # G_a / (G_a + G_b)
 
 
 def _interpolate(x0, x1, t, interpolant):

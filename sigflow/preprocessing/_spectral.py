@@ -193,7 +193,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         names = []
         for feature in self._check_features():
             if feature in ("band_power", "relative_band_power"):
-                names.extend(f"{feature}_{lo:.12g}_{hi:.12g}" for lo, hi in self.bands)
+                names.extend(f"{feature}_{_band_name(lo, hi)}" for lo, hi in self.bands)
             else:
                 names.append(feature)
         return np.asarray(names, dtype=object)
@@ -234,9 +234,15 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         if bad.any():
             raise ValueError(f"each band needs 0 <= lo < hi <= fs / 2 = {fs / 2.0:g}; "
                              f"got {[tuple(b) for b in bands[bad].tolist()]}")
-        if len(np.unique(bands, axis=0)) < len(bands):
-            raise ValueError(f"bands must not repeat, got {self.bands!r}")
+        names = [_band_name(lo, hi) for lo, hi in bands]
+        if len(set(names)) < len(names):  # exact repeats, or bands within 12 digits
+            raise ValueError(f"bands must not repeat (to 12 significant digits, which name "
+                             f"their columns), got {self.bands!r}")
         return bands
+
+
+def _band_name(lo, hi):
+    return f"{float(lo):.12g}_{float(hi):.12g}"
 
 
 def _spectral_features(psd, freqs, df, bands, features):

@@ -200,7 +200,8 @@ def welch_psd(x, fs=1.0, nperseg=256, noverlap=None, window="hann", detrend="con
     if not np.isfinite(win).all():
         raise ValueError("window contains NaN or infinity")
     if scaling == "density" and not np.sum(win * win) > 0:
-        raise ValueError("window is all zeros: the density scaling divides by sum(window**2)")
+        raise ValueError("sum(window**2) is 0 (a window of zeros, or too small for float64): "
+                         "the density scaling divides by it")
     if scaling == "spectrum" and np.sum(win) == 0:
         raise ValueError("window sums to zero: the spectrum scaling divides by sum(window)**2")
     if detrend is False:

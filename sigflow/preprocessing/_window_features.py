@@ -374,10 +374,12 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
     :class:`SpectralFeatures` in a ``FeatureUnion``, say) and on to an estimator.
 
     Skewness and kurtosis are undefined for a constant row; :func:`window_features` and
-    ``scipy.stats`` give NaN there, which estimators that refuse NaN (scikit-learn's and
+    ``scipy.stats`` give NaN there (also for a row constant to float64's resolution of its
+    mean: ``m2 <= (eps * mean)**2``), which estimators that refuse NaN (scikit-learn's and
     sigflow's) would refuse, at the very windows a detector should flag (a flat-lined
-    lead). Here they are ``constant_fill`` instead; the row's ``std`` of 0 still tells it
-    apart.
+    lead). Here they are ``constant_fill`` instead; the row's ``std`` (0, or below that
+    resolution) still tells it apart. Both are computed on each row divided by its largest
+    magnitude, which they do not depend on, so rows of any finite size get their values.
 
     Parameters
     ----------
@@ -445,11 +447,18 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, reset=False)
         features, fill = self._checked()
         F = window_features(X, X.shape[1], 1, features=features)[:, 0, :]
-        if fill is not None:
-            for j, name in enumerate(features):
-                if name in ("skewness", "kurtosis"):
-                    column = F[:, j]
-                    column[np.isnan(column)] = fill
+        shape = [j for j, name in enumerate(features) if name in ("skewness", "kurtosis")]
+        if shape:
+            # Both are scale-free: computed on rows scaled to a largest magnitude of 1 they
+            # cannot overflow (|x| ~ 1e90: m4 = inf) or underflow (|x| ~ 1e-160: var**2 = 0),
+            # so NaN is left only where scipy's rule finds the row constant.
+            big = np.abs(X).max(axis=1, keepdims=True)
+            big[big == 0] = 1.0
+            S = window_features(X / big, X.shape[1], 1,
+                                features=tuple(features[j] for j in shape))[:, 0, :]
+            if fill is not None:
+                S[np.isnan(S)] = fill
+            F[:, shape] = S
         return F
 
     def get_feature_names_out(self, input_features=None):
