@@ -362,3 +362,12 @@ def test_plot_span_options(tmp_path):
     for bad in (["--plot-duration", "0"], ["--plot-start", "-1"], ["--plot-duration", "nan"]):
         with pytest.raises(SystemExit):
             main(["detect", record, "--out", str(tmp_path), *bad])
+
+
+def test_detection_pvalues_are_the_detectors(tmp_path):
+    run = run_detection(example_records()[:1], out=tmp_path, max_iter=20, plot=False,
+                        quiet=True, stream=io.StringIO())
+    det, result = run["detector"], run["results"][0]
+    X = det[:-1].transform(result["beats"].features)
+    np.testing.assert_array_equal(result["pvalue"], det[-1].score_pvalues(X))
+    np.testing.assert_array_equal(result["score"], det[-1].score_samples(X))

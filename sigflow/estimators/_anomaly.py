@@ -100,14 +100,18 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     Parameters
     ----------
     contamination : "auto" or float, default="auto"
-        See above.
+        See above. ``fit`` scores the calibration rows for "auto", and every training
+        row for a float, each ``n_score_draws`` times: on large data that scoring costs
+        more than the training, whose number of steps does not grow with the data (about
+        3,000 rows a second on one core with the defaults: a minute per million rows for
+        "auto", six for a float).
     calibration_fraction : float, default=0.2
         Fraction of the training data held out for calibration (at least one sample);
         the flow is fitted on the rest.
     n_score_draws : int, default=8
         Number of kernel offsets the scores are averaged over when smoothing is on (see
-        above); 1 scores by the plain log-likelihood. An odd number includes the
-        offset 0.{_FLOW_DOC}
+        above); 1 scores by the plain log-likelihood, eight times as fast. An odd number
+        includes the offset 0.{_FLOW_DOC}
 
     Attributes
     ----------
@@ -352,7 +356,10 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         -------
         pvalues : ndarray of shape (n_samples,), values in (0, 1]
         """
-        scores = self.score_samples(X)
+        return self._pvalues(self.score_samples(X))
+
+    def _pvalues(self, scores):
+        """:meth:`score_pvalues` from scores :meth:`score_samples` gave (no rescoring)."""
         check_is_fitted(self, "calibration_scores_")
         cal = self.calibration_scores_
         counts = np.searchsorted(cal, np.nan_to_num(scores, nan=-np.inf), side="right")

@@ -90,7 +90,11 @@ _FLOW_PARAMS_DOC = """
         Divergence used in log-likelihoods. ``"exact"`` is deterministic; for velocity
         networks with one or two hidden layers it costs about one extra forward pass
         whatever the dimension, so ``"auto"`` keeps it; deeper networks switch to
-        ``"hutchinson"`` above 64 features. The probes that score are drawn once from
+        ``"hutchinson"`` above 64 features. For those deeper networks the exact trace
+        costs about one backward pass per feature: at 64 features a refinement step takes
+        about ten times as long as with Hutchinson (and several GB), so pass
+        ``"hutchinson"`` there when training time matters more than exact scores. The
+        probes that score are drawn once from
         ``random_state`` and shared by all samples, so scores stay deterministic and
         batch-independent; training (the likelihood refinement, JKO blocks) draws new
         probes at every step, so that it cannot fit the scoring probes' errors.
@@ -367,6 +371,18 @@ def _robust_location_scale(X):
     varies = np.ptp(X, axis=0) > 0
     scale = np.where(varies & (scale > tiny), scale, 1.0)
     return location, scale
+
+
+def _standardised_chunks(est, X, dtype, standardise=True):
+    """Row chunks of ``X`` as tensors on ``est.device_``, standardised one at a time (so
+    scoring holds no full-size copy of the input), sized by :func:`_score_chunk`."""
+    step = _score_chunk(est.device_)
+    for start in range(0, X.shape[0], step):
+        rows = X[start:start + step]
+        if standardise:
+            yield est._standardised_tensor(rows, dtype)
+        else:  # a copy: X may be read-only (a joblib memmap), which torch will not share
+            yield torch.tensor(rows, dtype=dtype, device=est.device_)
 
 
 class BaseFlowEstimator(BaseEstimator):
@@ -689,7 +705,6 @@ class BaseFlowEstimator(BaseEstimator):
 
     def _flow_log_likelihood(self, flow, dtype, X, offsets):
         log_jac = -np.log(self.scale_).sum()
-        Xs = self._standardised_tensor(X, dtype)
         if offsets is None:
             shifts = [None]
         else:
@@ -698,7 +713,7 @@ class BaseFlowEstimator(BaseEstimator):
         out = []
         workspace = {}  # buffers of the allocation-free solver, reused by every chunk
         with torch.no_grad():
-            for chunk in torch.split(Xs, _score_chunk(self.device_)):
+            for chunk in _standardised_chunks(self, X, dtype):
                 total = sum(
                     flow.log_prob(
                         chunk if u is None else chunk + u, probes=probes, workspace=workspace
@@ -721,14 +736,9 @@ class BaseFlowEstimator(BaseEstimator):
 
     def _flow_push(self, flow, dtype, X, inverse):
         out = []
-        if inverse:
-            # a copy: X may be read-only (a joblib memmap), which torch will not share
-            Z = torch.tensor(X, dtype=dtype, device=self.device_)
-        else:
-            Z = self._standardised_tensor(X, dtype)
         workspace = {}
         with torch.no_grad():
-            for chunk in torch.split(Z, _score_chunk(self.device_)):
+            for chunk in _standardised_chunks(self, X, dtype, standardise=not inverse):
                 if inverse:
                     out.append(flow.inverse(chunk, workspace=workspace).cpu().numpy())
                 else:

@@ -23,6 +23,7 @@ import torch
 from ._flow import FlowBlock
 from ._ode import integrate_fixed, integrate_fixed_with_error
 from ._training import (
+    VALIDATION_ROWS,
     _adam_step,
     _append_block,
     _BestWeights,
@@ -234,7 +235,7 @@ class _JKOValidation(_BestWeights):
 
     def __init__(self, X_val, h, probes, config):
         super().__init__()
-        self.X_val = X_val[:2048]
+        self.X_val = X_val[:VALIDATION_ROWS]
         self.h, self.probes = h, probes
         self.n_steps, self.solver = config.n_ode_steps, config.ode_solver
 
