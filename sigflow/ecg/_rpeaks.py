@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numba as nb
 import numpy as np
 
 from ._filters import bandpass_ecg
@@ -26,9 +27,19 @@ def _running_level(values, positions, n_samples, fs, window_s):
     half = window_s * fs / 2
     lo = np.searchsorted(positions, positions - half)
     hi = np.searchsorted(positions, positions + half)
-    level = np.array([np.median(values[a:b]) for a, b in zip(lo, hi, strict=True)])
+    level = _window_medians(np.ascontiguousarray(values, dtype=np.float64), lo, hi)
     grid = np.arange(n_samples)
     return np.interp(grid, positions, level)
+
+
+@nb.njit(cache=True)
+def _window_medians(values, lo, hi):
+    """``median(values[lo[i]:hi[i]])`` for every i (a Python loop of np.median calls took
+    40 % of the detection's time on long recordings)."""
+    out = np.empty(lo.shape[0])
+    for i in range(lo.shape[0]):
+        out[i] = np.median(values[lo[i]:hi[i]])
+    return out
 
 
 def _pan_tompkins(x, fs, refractory=0.2):
