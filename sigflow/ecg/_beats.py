@@ -53,6 +53,19 @@ class Beats:
         True when the beats come from annotations, False when detected.
     channel : int or None
         Column of the record's signal the beats come from (None when unknown).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sigflow.ecg import Beats
+    >>> beats = Beats(
+    ...     features=np.zeros((2, 1)), labels=np.array(["N", "V"]),
+    ...     symbols=np.array(["N", "V"]), samples=np.array([360, 720]),
+    ...     record="demo", fs=360.0, lead="MLII", feature_names=["x"])
+    >>> len(beats), beats.times
+    (2, array([1., 2.]))
+
+    :func:`segment_beats` and :func:`load_beats` make them from records.
     """
 
     features: np.ndarray

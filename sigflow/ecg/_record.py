@@ -65,6 +65,18 @@ class ECGRecord:
         Annotation symbols (MIT-BIH codes such as ``"N"``, ``"V"``, ``"+"``).
     path : str
         The record path without extension (or the PhysioNet record name).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sigflow.ecg import ECGRecord
+    >>> rec = ECGRecord(name="demo", signal=np.zeros((720, 1)), fs=360.0, leads=["MLII"])
+    >>> rec
+    ECGRecord(name='demo', n_samples=720, fs=360, leads=['MLII'], annotations=none)
+    >>> rec.duration, rec.has_annotations, rec.lead_index("mlii")
+    (2.0, False, 0)
+
+    :func:`load_record` reads one from WFDB files.
     """
 
     name: str
@@ -88,7 +100,8 @@ class ECGRecord:
 
     @property
     def has_annotations(self) -> bool:
-        """Whether beat annotations were read with the record."""
+        """Whether an annotation file was read with the record (it may hold no beat labels,
+        only rhythm or noise marks; :func:`segment_beats` then detects R peaks)."""
         return self.ann_samples is not None
 
     def lead_index(self, lead: str | int | None) -> int | None:

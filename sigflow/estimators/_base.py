@@ -319,6 +319,17 @@ def loo_log_likelihood(Z, bandwidths):
     Returns
     -------
     ndarray of shape (len(bandwidths),)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sigflow.estimators import loo_log_likelihood
+    >>> # two points 1 apart, h = 1: each is scored by N(1; 0, 1) = -1/2 - log(2 pi)/2
+    >>> loo_log_likelihood(np.array([[0.0], [1.0]]), [1.0]).round(4)
+    array([-1.4189])
+    >>> Z = np.random.default_rng(0).normal(size=(200, 2))
+    >>> int(np.argmax(loo_log_likelihood(Z, [0.05, 0.5, 5.0])))
+    1
     """
     Z = np.asarray(Z, dtype=np.float64)
     m, d = Z.shape

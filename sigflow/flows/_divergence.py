@@ -50,7 +50,32 @@ def exact_divergence(field, x, t, *, create_graph=False):
 
 
 def rademacher_probes(n_probes, dim, *, generator=None, dtype=torch.float32, device="cpu"):
-    """``n_probes`` Rademacher vectors (entries +-1) of length ``dim``, seeded by ``generator``."""
+    """``n_probes`` Rademacher vectors (entries +-1) of length ``dim``, seeded by ``generator``.
+
+    Parameters
+    ----------
+    n_probes : int
+        Number of probe vectors.
+    dim : int
+        Length of each vector.
+    generator : torch.Generator, optional
+        On ``device``; the global generator when ``None``.
+    dtype : torch.dtype, default=torch.float32
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    probes : torch.Tensor of shape (n_probes, dim)
+        Each entry -1 or +1 with probability 1/2.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import rademacher_probes
+    >>> e = rademacher_probes(3, 4, generator=torch.Generator().manual_seed(0))
+    >>> e.shape, e.dtype, bool((e.abs() == 1).all())
+    (torch.Size([3, 4]), torch.float32, True)
+    """
     bits = torch.randint(0, 2, (n_probes, dim), generator=generator, device=device)
     return (2 * bits - 1).to(dtype)
 

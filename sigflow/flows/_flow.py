@@ -14,7 +14,24 @@ __all__ = ["FlowBlock", "Flow", "standard_normal_log_prob"]
 
 
 def standard_normal_log_prob(z):
-    """Log-density of ``N(0, I)`` at each row of ``z``."""
+    """Log-density of ``N(0, I)`` at each row of ``z``.
+
+    Parameters
+    ----------
+    z : torch.Tensor of shape (batch, dim)
+
+    Returns
+    -------
+    log_prob : torch.Tensor of shape (batch,)
+        ``-|z|^2 / 2 - dim / 2 * log(2 pi)``, in ``z``'s dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import standard_normal_log_prob
+    >>> standard_normal_log_prob(torch.zeros(2, 1)).round(decimals=4)
+    tensor([-0.9189, -0.9189])
+    """
     return -0.5 * (z**2).sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 

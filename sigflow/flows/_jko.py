@@ -171,8 +171,8 @@ def train_jko_blocks(X, velocity, config, generator, result, X_val=None):
 
     Block ``k`` minimises :func:`jko_block_loss` with step ``h_k`` from
     :func:`~sigflow.flows.ou_step_sizes` on the training data pushed through the previous
-    blocks, warm-started from block ``k - 1``. Training uses RK4 (``config.ode_solver``) with
-    ``config.n_ode_steps`` steps and, when ``config.probes`` is given, the Hutchinson
+    blocks, warm-started from block ``k - 1``. Training uses ``config.ode_solver`` (RK4 by
+    default) with ``config.n_ode_steps`` steps and, when ``config.probes`` is given, the Hutchinson
     divergence with as many probes, drawn afresh at every step (the held-out checks draw
     their own set once), else the exact trace. With ``config.tol`` set, no further block
     is added once a block moves the data by less than ``tol``
@@ -202,6 +202,20 @@ def train_jko_blocks(X, velocity, config, generator, result, X_val=None):
     Returns
     -------
     result : TrainingResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import (
+    ...     Flow, TrainingConfig, TrainingResult, VelocityMLP, train_jko_blocks)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(64, 2, generator=g)
+    >>> cfg = TrainingConfig(method="jko", n_blocks=2, hidden_layer_sizes=(8,), max_iter=3)
+    >>> result = TrainingResult(flow=Flow(n_steps=cfg.n_ode_steps, solver=cfg.ode_solver))
+    >>> net = VelocityMLP(2, (8,), generator=torch.Generator().manual_seed(1))
+    >>> result = train_jko_blocks(X, net, cfg, g, result)
+    >>> len(result.flow.blocks), [s["kind"] for s in result.block_stats], len(result.loss_curve)
+    (2, ['jko', 'jko'], 6)
     """
     steps = ou_step_sizes(config.n_blocks, config.step_size, config.step_size_ratio)
     new_probes = _fresh_probes(config.probes, generator, X)

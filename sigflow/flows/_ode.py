@@ -18,7 +18,29 @@ _EVALS = {"euler": 1, "midpoint": 2, "rk4": 4}
 
 
 def evaluations_per_step(method):
-    """Number of function evaluations one step of a fixed-step ``method`` costs."""
+    """Number of function evaluations one step of a fixed-step ``method`` costs.
+
+    Parameters
+    ----------
+    method : {"euler", "midpoint", "rk4"}
+        A fixed-step solver of :data:`FIXED_STEP_SOLVERS`.
+
+    Returns
+    -------
+    n_evals : int
+        1 for ``"euler"``, 2 for ``"midpoint"``, 4 for ``"rk4"``.
+
+    Raises
+    ------
+    ValueError
+        For any other ``method``.
+
+    Examples
+    --------
+    >>> from sigflow.flows import FIXED_STEP_SOLVERS, evaluations_per_step
+    >>> [evaluations_per_step(m) for m in FIXED_STEP_SOLVERS]
+    [1, 2, 4]
+    """
     try:
         return _EVALS[method]
     except KeyError:
@@ -141,6 +163,25 @@ def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False
     for every stage. The arithmetic is that of :func:`integrate_fixed` with
     ``n_dynamic=1``, operation for operation, so the results are bit for bit the same.
 
+    Parameters
+    ----------
+    func : callable
+        ``func(t, x, v, div)`` with ``t`` a Python float; writes into ``v`` (shaped like
+        ``x``) and, with ``logdet=True``, into ``div`` (shape ``(batch,)``); its return value
+        is ignored.
+    x : torch.Tensor of shape (batch, dim)
+        Initial state; not modified (the solve works on a copy).
+    t0, t1 : float
+        Start and end times (``t1 < t0`` integrates backwards).
+    n_steps : int
+        Number of steps.
+    method : {"euler", "midpoint", "rk4"}, default="rk4"
+    logdet : bool, default=False
+        Also integrate the divergence that ``func`` writes into ``div``.
+    workspace : dict, optional
+        Buffers of the stages, kept between calls (made anew when missing or when their
+        shape, dtype or device no longer fits); a fresh dict when ``None``.
+
     Returns
     -------
     x : torch.Tensor
@@ -248,6 +289,21 @@ def integrate_fixed_with_error(
 
     ``n_dynamic`` is :func:`integrate_fixed`'s.
 
+    Parameters
+    ----------
+    func : callable
+        ``func(t, state) -> dstate`` with ``t`` a Python float.
+    state : tuple of torch.Tensor
+    t0, t1 : float
+        Start and end times (``t1 < t0`` integrates backwards).
+    n_steps : int
+        Number of steps.
+    method : {"euler", "midpoint", "rk4"}, default="rk4"
+    index : int, default=0
+        The component of ``state`` whose error indicator is returned.
+    n_dynamic : int, optional
+        As in :func:`integrate_fixed`.
+
     Returns
     -------
     state : tuple of torch.Tensor
@@ -288,10 +344,34 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     so unlike :func:`integrate_fixed` a sample's result can depend, within the tolerance,
     on the other samples. An empty batch, or ``t0 == t1``, returns the state unchanged.
 
+    Parameters
+    ----------
+    func : callable
+        ``func(t, state) -> dstate`` with ``t`` a Python float and ``state`` a tuple of
+        tensors, the first of shape ``(batch, ...)``.
+    state : tuple of torch.Tensor
+        Initial state; the times are made in the dtype and on the device of ``state[0]``.
+    t0, t1 : float
+        Start and end times (``t1 < t0`` integrates backwards).
+    rtol, atol : float, default=1e-6
+        Relative and absolute tolerances of every element.
+
     Returns
     -------
     state : tuple of torch.Tensor
     nfe : int
+        Calls of ``func`` (0 when nothing was integrated).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import integrate_adaptive
+    >>> y0 = torch.ones(1, dtype=torch.float64)
+    >>> (y,), nfe = integrate_adaptive(lambda t, s: (s[0],), (y0,), 0.0, 1.0)
+    >>> round(float(y), 5), nfe > 0
+    (2.71828, True)
+    >>> integrate_adaptive(lambda t, s: (s[0],), (y0,), 0.0, 0.0)[1]
+    0
     """
     from torchdiffeq import odeint
 

@@ -68,7 +68,9 @@ VALIDATION_ROWS = 2048
 class TrainingConfig:
     """Everything a training method needs to know (no scikit-learn, no numpy).
 
-    Attributes mirror the estimator parameters of the same names, except
+    Attributes mirror the estimator parameters of the same names (``max_iter`` is a number
+    here, where the estimators also take ``"auto"``; ``probes``, ``push_chunk`` and
+    ``validation_interval`` are not estimator parameters), except
     ``ema_decay`` (each block keeps an exponential moving average of its weights over the
     optimisation steps; 0 turns it off), ``free_coupling`` (``"independent"`` noise, or
     ``"ot"``: minibatch optimal-transport pairing of data and noise in the free block, by
@@ -89,6 +91,88 @@ class TrainingConfig:
     refinement doubles the flow's steps per block (``Flow.n_steps``, which scores, transforms
     and samples use) until it no longer does or up to this many; None leaves them at
     ``n_ode_steps``.
+
+    Parameters
+    ----------
+    method : {"lfm", "fm", "jko"}, default="lfm"
+        Training method (see :func:`train_flow`).
+    n_blocks : int, default=4
+        Number of blocks: ``n_blocks - 1`` Ornstein-Uhlenbeck blocks and one free block for
+        ``"lfm"``; ignored by ``"fm"`` (one free block); at most this many for ``"jko"``.
+    hidden_layer_sizes : tuple of int, default=(64, 64)
+        Hidden widths of each block's :class:`VelocityMLP`.
+    activation : str, default="silu"
+        Activation of the velocity networks (``"silu"``, ``"softplus"`` or ``"tanh"``).
+    max_iter : int, default=1000
+        Adam steps per block.
+    batch_size : int, default=512
+        Rows per step (capped at the number of training rows).
+    learning_rate_init : float, default=2e-3
+        Initial learning rate of each block, decayed by a cosine schedule to 1/20 of it.
+    ode_solver : {"rk4", "midpoint", "euler"}, default="rk4"
+        Fixed-step solver of the flow (pushes, log-likelihoods, JKO training).
+    n_ode_steps : int, default=4
+        Solver steps per block.
+    step_size : float, default=0.3
+        Ornstein-Uhlenbeck time ``h_1`` of the first block (``"lfm"``, ``"jko"``).
+    step_size_ratio : float, default=1.3
+        Geometric growth of the step sizes (see :func:`ou_step_sizes`).
+    interpolant : {"linear", "trig"}, default="linear"
+        Flow-matching interpolant (``"lfm"``, ``"fm"``).
+    probes : torch.Tensor of shape (n_probes, dim) or None, default=None
+        Hutchinson probes (``None``: exact divergence). Training (JKO blocks, the
+        refinement) draws new probes of this shape at every step.
+    tol : float or None, default=None
+        ``"jko"`` only: no further block once a block's displacement is below ``tol``.
+    verbose : int, default=0
+        Show progress bars (tqdm) when positive.
+    push_chunk : int, default=8192
+        Rows per chunk when the training data are pushed through a trained block.
+    ema_decay : float in [0, 1), default=0.999
+        See above.
+    free_coupling : {"independent", "ot"}, default="independent"
+        See above.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out for early stopping (none when that would be fewer
+        than 10 rows or leave fewer than 2 to train on; 0 turns it off).
+    n_iter_no_change : int, default=5
+        Held-out checks without improvement before a block, or the refinement, stops.
+    validation_interval : int, default=50
+        Optimisation steps between held-out checks.
+    finetune_iter : int, default=0
+        Steps of the likelihood refinement of all blocks together (:func:`finetune_flow`);
+        0 turns it off.
+    finetune_learning_rate : float or None, default=None
+        See above.
+    finetune_warmup : float in [0, 1), default=0.0
+        See above.
+    finetune_batch_size : int or None, default=None
+        See above.
+    kinetic_penalty : float, default=0.0
+        Weight of the kinetic energy in the refinement loss (see :func:`finetune_flow`).
+    solver_penalty : float, default=0.0
+        Weight of the solver's error indicator in the refinement loss (see
+        :func:`finetune_flow`).
+    noise_scale : float, default=0.0
+        See above.
+    noise_rows : int, default=4096
+        See above.
+    max_scoring_steps : int or None, default=None
+        See above.
+    time_sampling : "uniform" or tuple ("beta", a, b), default="uniform"
+        See above.
+
+    Examples
+    --------
+    >>> from sigflow.flows import TrainingConfig
+    >>> cfg = TrainingConfig(n_blocks=2, hidden_layer_sizes=(8,), max_iter=5)
+    >>> cfg.validate()
+    >>> cfg.method, cfg.n_ode_steps, cfg.finetune_iter
+    ('lfm', 4, 0)
+    >>> TrainingConfig(method="flow").validate()
+    Traceback (most recent call last):
+    ...
+    ValueError: method must be one of ('lfm', 'fm', 'jko'), got 'flow'
     """
 
     method: str = "lfm"
@@ -198,7 +282,35 @@ class TrainingConfig:
 
 @dataclass
 class TrainingResult:
-    """A trained flow with its loss curve and one diagnostics dict per block."""
+    """A trained flow with its loss curve and one diagnostics dict per block.
+
+    Attributes
+    ----------
+    flow : Flow
+        The trained blocks, from data to noise.
+    loss_curve : list of float
+        Training loss at every optimisation step of the block-wise training, all blocks in
+        order (the refinement's losses are in ``finetune_stats["loss_curve"]``).
+    block_stats : list of dict
+        One dict per block: ``block`` (its number, from 1), ``kind`` (``"ou"``, ``"free"``
+        or ``"jko"``), ``step_size`` (its Ornstein-Uhlenbeck time; None for a free block),
+        ``n_iter``, ``loss`` (mean over the last tenth of its steps), ``time_s``,
+        ``nfe_push``, ``displacement`` (``E|T(x) - x|^2 / E|T(x)|^2`` on the training
+        data), ``latent_nll`` (mean negative log-likelihood of the pushed training data
+        under ``N(0, I)``) and ``n_checks`` (held-out checks).
+    finetune_stats : dict or None
+        Set by :func:`finetune_flow`; None when no refinement ran.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import TrainingConfig, train_flow
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(64, 2, generator=g)
+    >>> result = train_flow(X, TrainingConfig(n_blocks=2, hidden_layer_sizes=(8,), max_iter=3), g)
+    >>> len(result.loss_curve), [s["kind"] for s in result.block_stats], result.finetune_stats
+    (6, ['ou', 'free'], None)
+    """
 
     flow: Flow
     loss_curve: list = field(default_factory=list)
@@ -207,7 +319,28 @@ class TrainingResult:
 
 
 def ou_step_sizes(n, step_size, ratio):
-    """Geometric Ornstein-Uhlenbeck step sizes ``h_k = step_size * ratio**(k-1)``, k = 1..n."""
+    """Geometric Ornstein-Uhlenbeck step sizes ``h_k = step_size * ratio**(k-1)``, k = 1..n.
+
+    Parameters
+    ----------
+    n : int
+        Number of step sizes (0 gives an empty list).
+    step_size : float
+        The first one, ``h_1``.
+    ratio : float
+        Ratio of consecutive step sizes.
+
+    Returns
+    -------
+    steps : list of float
+        ``h_1 .. h_n``.
+
+    Examples
+    --------
+    >>> from sigflow.flows import ou_step_sizes
+    >>> [round(h, 4) for h in ou_step_sizes(3, 0.3, 1.3)]
+    [0.3, 0.39, 0.507]
+    """
     return [float(step_size) * float(ratio) ** k for k in range(n)]
 
 
@@ -401,6 +534,21 @@ def flow_nll_terms(flow, x, *, probes=None, solver_error=False, kinetic=True, fu
     ``solver_error``, ``kinetic`` and ``fused`` are passed to :func:`jko_block_terms`
     (``fused=True``: first derivatives only, as the refinement takes them).
 
+    Parameters
+    ----------
+    flow : Flow
+        Its blocks are solved with its ``n_steps`` and ``solver``.
+    x : torch.Tensor of shape (batch, dim)
+        Data-side points.
+    probes : torch.Tensor of shape (n_probes, dim), optional
+        Hutchinson probes; exact divergence when ``None``.
+    solver_error : bool, default=False
+        Also return the solver's error indicator (four results instead of three).
+    kinetic : bool, default=True
+        Integrate the kinetic energy.
+    fused : bool, default=False
+        See :func:`jko_block_terms`.
+
     Returns
     -------
     nll : torch.Tensor of shape (batch,)
@@ -413,6 +561,19 @@ def flow_nll_terms(flow, x, *, probes=None, solver_error=False, kinetic=True, fu
         log-determinant, summed over the blocks (see :func:`jko_block_terms`).
     nfe : int
         Function evaluations.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import Flow, FlowBlock, VelocityMLP, flow_nll_terms
+    >>> g = torch.Generator().manual_seed(0)
+    >>> flow = Flow([FlowBlock(VelocityMLP(2, (8,), generator=g)) for _ in range(2)])
+    >>> x = torch.randn(5, 2, generator=g)
+    >>> nll, kinetic, nfe = flow_nll_terms(flow, x)
+    >>> nll.shape, kinetic.shape, nfe
+    (torch.Size([5]), torch.Size([5]), 64)
+    >>> bool(torch.allclose(nll, -flow.log_prob(x)))
+    True
     """
     from ._jko import jko_block_terms
 
@@ -485,6 +646,41 @@ def finetune_flow(result, X, X_val, config, generator):
     records the steps per block the flow keeps. If the gap is still that large, a
     :class:`SolverAccuracyWarning` says so: the flow's scores then misstate its density.
     Raises :class:`NonFiniteLossError` if the loss turns non-finite.
+
+    Parameters
+    ----------
+    result : TrainingResult
+        Its ``flow`` is refined in place and its ``finetune_stats`` set.
+    X : torch.Tensor of shape (n_samples, dim)
+        Training rows (in the units the flow was trained in), drawn into minibatches.
+    X_val : torch.Tensor of shape (n_val, dim) or None
+        Held-out rows; the first 2,048 are checked. None: no checks (see above).
+    config : TrainingConfig
+        The refinement's settings (``finetune_*``, ``kinetic_penalty``,
+        ``solver_penalty``, ``probes``, ``validation_fraction``, ``validation_interval``,
+        ``n_iter_no_change``, ``max_scoring_steps``, ``batch_size``,
+        ``learning_rate_init``, ``verbose``).
+    generator : torch.Generator
+        On ``X``'s device; draws the minibatches and the probes.
+
+    Returns
+    -------
+    result : TrainingResult
+        ``result`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sigflow.flows import TrainingConfig, finetune_flow, train_flow
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(64, 2, generator=g)
+    >>> cfg = TrainingConfig(n_blocks=2, hidden_layer_sizes=(8,), max_iter=3, finetune_iter=2)
+    >>> result = train_flow(X[:48], cfg, g)  # too few rows to hold out: refinement skipped
+    >>> result.finetune_stats["skipped"]
+    'too few samples to hold out validation rows'
+    >>> stats = finetune_flow(result, X[:48], X[48:], cfg, g).finetune_stats
+    >>> stats["n_iter"], stats["n_checks"], stats["val_nll_after"] <= stats["val_nll_before"]
+    (2, 2, True)
     """
     if X_val is None and config.validation_fraction > 0:
         # Too few rows to hold any out: a likelihood refinement without a check memorises
@@ -764,6 +960,22 @@ def smooth_rows(X, noise_scale, min_rows, generator):
 
     ``X`` is repeated ``ceil(min_rows / n)`` times (at least once) so that small data sets
     give the flow a sample of their smoothed density rather than a few jittered points.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n, dim)
+    noise_scale : float
+        Standard deviation of the noise, in the units of ``X``.
+    min_rows : int
+        The result holds at least this many rows.
+    generator : torch.Generator
+        On ``X``'s device; draws the noise.
+
+    Returns
+    -------
+    rows : torch.Tensor of shape (copies * n, dim)
+        ``X`` stacked ``copies = max(1, ceil(min_rows / n))`` times, plus the noise; ``X``'s
+        dtype and device.
 
     Examples
     --------
