@@ -510,10 +510,6 @@ class BaseFlowEstimator(BaseEstimator):
         config.validate()  # n_blocks is checked even where "fm" ignores it
         if self.method == "fm":
             config.n_blocks = 1
-        if self.activation not in ("silu", "softplus", "tanh"):
-            raise ValueError(
-                f"activation must be 'silu', 'softplus' or 'tanh', got {self.activation!r}"
-            )
         if self.trace_estimator not in TRACE_ESTIMATORS:
             raise ValueError(
                 f"trace_estimator must be one of {TRACE_ESTIMATORS}, got {self.trace_estimator!r}"
@@ -524,20 +520,6 @@ class BaseFlowEstimator(BaseEstimator):
             or self.n_probes < 1
         ):
             raise ValueError(f"n_probes must be a positive integer, got {self.n_probes!r}")
-        frac = self.validation_fraction
-        if not (isinstance(frac, numbers.Real) and 0 <= frac < 1):
-            raise ValueError(f"validation_fraction must be in [0, 1), got {frac!r}")
-        patience = self.n_iter_no_change
-        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) or patience < 1:
-            raise ValueError(
-                f"n_iter_no_change must be a positive integer, got {self.n_iter_no_change!r}"
-            )
-        tol = self.tol
-        if tol is not None and not (
-            isinstance(tol, numbers.Real) and not isinstance(tol, bool)
-            and math.isfinite(tol) and tol > 0
-        ):
-            raise ValueError(f"tol must be None or a positive finite number, got {tol!r}")
         return config
 
     def _max_iter(self):

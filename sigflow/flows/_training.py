@@ -220,10 +220,24 @@ class TrainingConfig:
         if not (0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         evaluations_per_step(self.ode_solver)
-        for name in ("n_blocks", "max_iter", "batch_size", "n_ode_steps"):
+        if self.activation not in ("silu", "softplus", "tanh"):
+            raise ValueError(
+                f"activation must be 'silu', 'softplus' or 'tanh', got {self.activation!r}"
+            )
+        for name in ("n_blocks", "max_iter", "batch_size", "n_ode_steps", "n_iter_no_change",
+                     "validation_interval", "push_chunk", "noise_rows"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        frac = self.validation_fraction
+        if not (isinstance(frac, numbers.Real) and 0 <= frac < 1):
+            raise ValueError(f"validation_fraction must be in [0, 1), got {frac!r}")
+        tol = self.tol
+        if tol is not None and not (
+            isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+            and math.isfinite(tol) and tol > 0
+        ):
+            raise ValueError(f"tol must be None or a positive finite number, got {tol!r}")
         if (
             not isinstance(self.finetune_iter, numbers.Integral)
             or isinstance(self.finetune_iter, bool)
