@@ -266,3 +266,30 @@ def test_a_calibration_row_without_density_gives_a_finite_threshold(contaminatio
     assert det.predict(_normal(200, 4)).mean() > 0.8  # normal data mostly inliers
     decision = det.decision_function(np.vstack([_normal(5, 5), np.full((1, 3), 1e200)]))
     assert np.isfinite(decision[:5]).all() and decision[5] < 0
+
+
+def test_auto_threshold_is_the_conformal_order_statistic():
+    # offset_ is c_(k), k = floor(0.01 (n_cal + 1)): a new normal score then falls below it
+    # with probability k / (n_cal + 1) <= 1 %; c_(k+1) would break that guarantee.
+    X = np.random.default_rng(0).normal(size=(1000, 2))
+    det = FlowAnomalyDetector(n_blocks=1, hidden_layer_sizes=(8,), max_iter=5,
+                              finetune_iter=0, n_score_draws=1, random_state=0).fit(X)
+    cal = det.calibration_scores_
+    k = int(np.floor(0.01 * (len(cal) + 1)))
+    assert len(cal) == 200 and k == 2
+    assert det.offset_ == cal[k - 1]
+    assert np.sum(cal < det.offset_) == k - 1
+
+
+def test_calibration_rows_do_not_reach_the_flow():
+    # The conformal guarantee needs calibration rows the flow never saw: changing them must
+    # leave the fitted flow, hence every score of a new sample, unchanged.
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    params = dict(n_blocks=1, hidden_layer_sizes=(8,), max_iter=5, finetune_iter=0,
+                  n_score_draws=1, contamination=0.05, random_state=0)
+    cal = np.random.RandomState(0).permutation(300)[:60]  # the fit's own split
+    X2 = X.copy()
+    X2[cal] += 3.0
+    new = np.random.default_rng(1).normal(size=(20, 2))
+    np.testing.assert_array_equal(FlowAnomalyDetector(**params).fit(X).score_samples(new),
+                                  FlowAnomalyDetector(**params).fit(X2).score_samples(new))

@@ -276,3 +276,18 @@ def test_beats_know_their_channel():
     assert segment_beats(two, lead=1).channel == 1
     assert segment_beats(two, lead=0).channel == 0
     assert segment_beats(rec).channel == 0
+
+
+def test_local_rr_is_the_median_of_the_intervals_before_the_pre_rr():
+    from sigflow.ecg._beats import _rhythm
+
+    fs = 360.0
+    rr = np.array([1.0, 0.9, 1.1, 0.8, 1.2, 0.3, 1.7, 1.0, 0.95, 1.05])  # a premature 0.3 s
+    samples = np.round(np.concatenate([[0.0], np.cumsum(rr)]) * fs).astype(np.int64)
+    pre, post, local, _ = _rhythm(samples, fs, local_beats=3)
+    r = np.diff(samples) / fs
+    for i in range(2, len(samples)):
+        # beat i's own pre-RR is r[i - 1]; its local rhythm, the 3 intervals before that one
+        assert local[i] == np.median(r[max(0, i - 4): i - 1]), i
+    np.testing.assert_allclose(pre[1:], r)
+    np.testing.assert_allclose(post[:-1], r)

@@ -894,3 +894,54 @@ def test_beta_times_with_tiny_shapes_are_never_nan(ab):
     assert not torch.isnan(t).any()
     share = float((t > 0.5).double().mean())
     assert abs(share - ab[0] / sum(ab)) < 0.015  # 4 standard errors
+
+
+def test_interpolant_target_is_the_time_derivative_of_the_path():
+    from sigflow.flows._training import _interpolate
+
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = (torch.randn(50, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    t = torch.rand(50, generator=g, dtype=torch.float64)
+    eps = 1e-6
+    for name in ("linear", "trig"):
+        _, target = _interpolate(x0, x1, t, name)
+        plus, _ = _interpolate(x0, x1, t + eps, name)
+        minus, _ = _interpolate(x0, x1, t - eps, name)
+        torch.testing.assert_close(target, (plus - minus) / (2 * eps), rtol=1e-6, atol=1e-6)
+        start, _ = _interpolate(x0, x1, torch.zeros(50, dtype=torch.float64), name)
+        end, _ = _interpolate(x0, x1, torch.ones(50, dtype=torch.float64), name)
+        torch.testing.assert_close(start, x0)
+        torch.testing.assert_close(end, x1, rtol=1e-12, atol=1e-12)
+
+
+def test_ou_pairs_are_the_ou_transition_of_step_h(monkeypatch):
+    # From x0 ~ N(0, I), the OU transition over time h keeps N(0, I) and has correlation
+    # exp(-h): x1 = exp(-h) x0 + sqrt(1 - exp(-2h)) eps.
+    from sigflow.flows import _training
+
+    pairs = []
+    real = _training._interpolate
+
+    def spy(x0, x1, t, interpolant):
+        pairs.append((x0.detach().clone(), x1.detach().clone()))
+        return real(x0, x1, t, interpolant)
+
+    monkeypatch.setattr(_training, "_interpolate", spy)
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(20000, 2, generator=g, dtype=torch.float64)
+    cfg = TrainingConfig(hidden_layer_sizes=(4,), max_iter=4, batch_size=20000, ema_decay=0.0)
+    h = 0.3
+    net = VelocityMLP(2, (4,), generator=torch.Generator().manual_seed(0)).double()
+    _training._train_fm_block(net, X, h, cfg, g, 0)
+    x0 = torch.cat([p[0] for p in pairs])
+    x1 = torch.cat([p[1] for p in pairs])
+    assert abs(float(x1.var(0).mean()) - 1.0) < 0.03
+    assert abs(float((x0 * x1).mean()) - math.exp(-h)) < 0.03
+
+
+def test_one_far_row_is_cut_below_a_hundred_rows():
+    # "at least one row at each end from three rows on": one far row among 50 held-out
+    # rows (small data sets hold out fewer than 100) must not decide early stopping
+    rows = torch.cat([torch.full((1,), 1e8, dtype=torch.float64),
+                      torch.arange(49.0, dtype=torch.float64)])
+    assert held_out_statistic(rows) == float(torch.arange(1.0, 49.0).mean())

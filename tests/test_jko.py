@@ -276,3 +276,20 @@ def test_jko_blocks_early_stop_on_their_held_out_objective_and_keep_the_best_wei
     short = TrainingConfig(**{**config.__dict__, "max_iter": 40})
     losses, n_checks = _train_jko_block(velocity, X, 0.5, lambda: None, short, g, 0)
     assert (len(losses), n_checks) == (40, 0)
+
+
+def test_jko_held_out_check_is_the_block_objective():
+    # The held-out check scores exactly jko_block_loss (KL + kinetic / (2 h)): with two rows
+    # nothing is trimmed, so the recorded value is the plain mean objective.
+    from sigflow.flows._jko import _JKOValidation
+
+    g = torch.Generator().manual_seed(0)
+    net = VelocityMLP(2, (8, 8), generator=g).double()
+    X_val = 2.0 * torch.randn(2, 2, generator=g, dtype=torch.float64)
+    cfg = TrainingConfig(method="jko", n_ode_steps=3)
+    for h in (0.1, 0.5):
+        monitor = _JKOValidation(X_val, h, None, cfg)
+        monitor.check(net, list(net.parameters()))
+        with torch.no_grad():
+            expected = float(jko_block_loss(net, X_val, h, n_steps=3))
+        assert abs(monitor.best - expected) < 1e-10 * max(1.0, abs(expected))
