@@ -384,18 +384,6 @@ def _robust_location_scale(X):
     return location, scale
 
 
-def _standardised_chunks(est, X, dtype, standardise=True):
-    """Row chunks of ``X`` as tensors on ``est.device_``, standardised one at a time (so
-    scoring holds no full-size copy of the input), sized by :func:`_score_chunk`."""
-    step = _score_chunk(est.device_)
-    for start in range(0, X.shape[0], step):
-        rows = X[start:start + step]
-        if standardise:
-            yield est._standardised_tensor(rows, dtype)
-        else:  # a copy: X may be read-only (a joblib memmap), which torch will not share
-            yield torch.tensor(rows, dtype=dtype, device=est.device_)
-
-
 class BaseFlowEstimator(BaseEstimator):
     """Base class of the flow estimators; not for direct use."""
 
@@ -681,6 +669,17 @@ class BaseFlowEstimator(BaseEstimator):
     def _standardised_tensor(self, X, dtype=torch.float64):
         return torch.as_tensor((X - self.location_) / self.scale_, dtype=dtype, device=self.device_)
 
+    def _tensor_chunks(self, X, dtype, standardise=True):
+        """Row chunks of ``X`` as tensors on ``device_``, standardised one at a time (so
+        scoring holds no full-size copy of the input), sized by :func:`_score_chunk`."""
+        step = _score_chunk(self.device_)
+        for start in range(0, X.shape[0], step):
+            rows = X[start:start + step]
+            if standardise:
+                yield self._standardised_tensor(rows, dtype)
+            else:  # a copy: X may be read-only (a joblib memmap), which torch will not share
+                yield torch.tensor(rows, dtype=dtype, device=self.device_)
+
     def _log_likelihood(self, X, offsets=None):
         """Log-density (natural log) of validated rows ``X`` in the user's units.
 
@@ -706,7 +705,7 @@ class BaseFlowEstimator(BaseEstimator):
         out = []
         workspace = {}  # buffers of the allocation-free solver, reused by every chunk
         with torch.no_grad():
-            for chunk in _standardised_chunks(self, X, dtype):
+            for chunk in self._tensor_chunks(X, dtype):
                 total = sum(
                     flow.log_prob(
                         chunk if u is None else chunk + u, probes=probes, workspace=workspace
@@ -731,7 +730,7 @@ class BaseFlowEstimator(BaseEstimator):
         out = []
         workspace = {}
         with torch.no_grad():
-            for chunk in _standardised_chunks(self, X, dtype, standardise=not inverse):
+            for chunk in self._tensor_chunks(X, dtype, standardise=not inverse):
                 if inverse:
                     out.append(flow.inverse(chunk, workspace=workspace).cpu().numpy())
                 else:
