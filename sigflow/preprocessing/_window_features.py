@@ -446,8 +446,12 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         features, fill = self._checked()
-        F = window_features(X, X.shape[1], 1, features=features)[:, 0, :]
         shape = [j for j, name in enumerate(features) if name in ("skewness", "kurtosis")]
+        rest = [j for j in range(len(features)) if j not in shape]
+        F = np.empty((X.shape[0], len(features)))
+        if rest:
+            F[:, rest] = window_features(X, X.shape[1], 1,
+                                         features=tuple(features[j] for j in rest))[:, 0, :]
         if shape:
             # Both are scale-free: computed on rows scaled to a largest magnitude of 1 they
             # cannot overflow (|x| ~ 1e90: m4 = inf) or underflow (|x| ~ 1e-160: var**2 = 0),
