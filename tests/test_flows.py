@@ -255,6 +255,25 @@ def test_fixed_step_solvers_converge_at_their_order(method, order):
     assert math.log2(errors[0] / errors[1]) == pytest.approx(order, abs=0.35)
 
 
+@pytest.mark.parametrize("n_steps", [2.7, 4.0, True, 0, -3, "4"])
+def test_step_counts_that_are_not_positive_integers_are_refused(n_steps):
+    # int(2.7) would silently take 2 steps; every solver entry point and Flow refuse instead
+    def func(t, s):
+        return (s[0],)
+
+    x = (torch.ones(1, dtype=torch.float64),)
+    for call in (
+        lambda: integrate_fixed(func, x, 0.0, 1.0, n_steps, "rk4"),
+        lambda: integrate_fixed_with_error(func, x, 0.0, 1.0, n_steps, "rk4"),
+        lambda: Flow([], n_steps=n_steps),
+    ):
+        with pytest.raises(ValueError, match="n_steps must be a positive integer"):
+            call()
+    assert Flow([], n_steps=np.int64(3)).n_steps == 3
+    with pytest.raises(ValueError, match="solver must be one of"):
+        Flow([], solver="heun")
+
+
 
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
 def test_quadrature_components_need_no_intermediate_stages(method):

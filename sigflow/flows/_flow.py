@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from ._divergence import exact_divergence, hutchinson_divergence
-from ._ode import FIXED_STEP_SOLVERS, integrate_adaptive, integrate_fixed, integrate_fixed_into
+from ._ode import (
+    FIXED_STEP_SOLVERS,
+    check_n_steps,
+    integrate_adaptive,
+    integrate_fixed,
+    integrate_fixed_into,
+)
 
 __all__ = ["FlowBlock", "Flow", "standard_normal_log_prob"]
 
@@ -165,9 +171,11 @@ class Flow(nn.Module):
     ----------
     blocks : iterable of FlowBlock
     n_steps : int
-        Fixed steps per block for the ODE solver.
-    solver : {"euler", "midpoint", "rk4"}
-        Fixed-step solver used for log-likelihoods and pushes.
+        Fixed steps per block for the ODE solver (a positive integer; anything else is a
+        ValueError).
+    solver : {"euler", "midpoint", "rk4", "dopri5"}
+        Solver used for log-likelihoods and pushes: fixed-step, or adaptive Dormand-Prince
+        (``"dopri5"``, which ignores ``n_steps``).
 
     Examples
     --------
@@ -182,7 +190,11 @@ class Flow(nn.Module):
     def __init__(self, blocks=(), n_steps=8, solver="rk4"):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
-        self.n_steps = int(n_steps)
+        self.n_steps = check_n_steps(n_steps)
+        if solver not in (*FIXED_STEP_SOLVERS, "dopri5"):
+            raise ValueError(
+                f"solver must be one of {(*FIXED_STEP_SOLVERS, 'dopri5')}, got {solver!r}"
+            )
         self.solver = solver
         self.last_nfe = 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 __all__ = [
@@ -102,11 +104,20 @@ def integrate_fixed(func, state, t0, t1, n_steps, method="rk4", *, n_dynamic=Non
     return state, n_steps * n_evals
 
 
+def check_n_steps(n_steps):
+    """``n_steps`` as an int, or a ValueError unless it is a positive integer.
+
+    A float such as 2.7 is refused rather than truncated: the solver would silently take
+    fewer steps than asked for.
+    """
+    if not isinstance(n_steps, numbers.Integral) or isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    return int(n_steps)
+
+
 def _steps(method, n_steps, t0, t1):
     n_evals = evaluations_per_step(method)
-    n_steps = int(n_steps)
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
+    n_steps = check_n_steps(n_steps)
     return n_evals, n_steps, (t1 - t0) / n_steps
 
 
