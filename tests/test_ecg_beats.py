@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -122,6 +124,35 @@ def test_invalid_samples_drop_only_the_beats_they_touch():
     kept = clean.features[~touched]
     assert far.sum() > 0.8 * len(far)
     assert np.median(np.abs(gappy.features[far] - kept[far])) < 0.02
+
+
+@pytest.mark.parametrize("value", [0.0, "clip"])
+def test_beats_at_flat_stretches_are_left_out_with_a_warning(value):
+    # A lead off (zeros) or an amplifier clipped at its top for a while: annotated beats
+    # there have no QRS, and their features at the floor pulled a detector's threshold.
+    import dataclasses
+
+    rec = load_record(example_records()[0])
+    clean = segment_beats(rec)
+    lead = rec.lead_index("MLII")
+    signal = rec.signal.copy()
+    flat = slice(len(signal) // 3, len(signal) // 3 + int(10 * rec.fs))
+    signal[flat, lead] = signal[:, lead].max() if value == "clip" else value
+    with pytest.warns(UserWarning, match=r"beats lie in flat stretches of lead MLII"):
+        beats = segment_beats(dataclasses.replace(rec, signal=signal))
+    before, after = round(0.25 * rec.fs), round(0.45 * rec.fs)
+    touched = (clean.samples + after > flat.start) & (clean.samples - before < flat.stop)
+    assert touched.sum() >= 10
+    assert np.array_equal(beats.samples, clean.samples[~touched])
+    amp = beats.features[:, beats.feature_names.index("qrs_amplitude")]
+    assert amp.min() > np.log(0.2)  # no beat without a QRS is described
+    # a short run of one value (the top of a clipped R wave, a quantised baseline) is kept
+    signal = rec.signal.copy()
+    signal[flat.start: flat.start + int(0.2 * rec.fs), lead] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short = segment_beats(dataclasses.replace(rec, signal=signal))
+    assert np.array_equal(short.samples, clean.samples)
 
 
 def test_segment_beats_of_a_lead_without_finite_samples_is_empty_with_a_warning():

@@ -348,3 +348,17 @@ def test_load_record_channels_of_a_multi_segment_record(tmp_path):
     np.testing.assert_array_equal(rec.signal, full.signal)
     with pytest.raises(ValueError, match="index 1 is out of range"):
         load_record(tmp_path / "multi", channels=[1])
+
+
+def test_leads_and_units_a_header_leaves_out_get_names(tmp_path):
+    # Lead names (and units) are optional in a WFDB header; wfdb gives None for them, and
+    # the record had leads named "None", which `--lead none` then matched.
+    sig, fs, _ = _synthetic(10)
+    _write(tmp_path, "named", np.stack([sig, sig], axis=1), fs, leads=("MLII", "V1"))
+    lines = (tmp_path / "named.hea").read_text().splitlines()
+    lines[1:3] = [" ".join(line.split()[:-1]).replace("/mV", "") for line in lines[1:3]]
+    (tmp_path / "named.hea").write_text("\n".join(lines) + "\n")
+    rec = load_record(tmp_path / "named")
+    assert rec.leads == ["ch0", "ch1"]
+    assert "None" not in rec.units
+    assert rec.lead_index("ch1") == 1 and rec.lead_index("None") is None

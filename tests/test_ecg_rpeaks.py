@@ -106,6 +106,30 @@ def test_flat_stretch_gets_no_peaks_and_beats_around_it_are_kept():
     assert rpeak_accuracy(outside, peaks, fs)["sensitivity"] >= 0.98
 
 
+@pytest.mark.parametrize("seconds", [15, 60])
+def test_a_long_noise_only_stretch_gets_no_peaks(seconds):
+    # An electrode off: noise at 1/300 of the QRS size for longer than the detector's 10-s
+    # window used to bring the signal level down to the noise, about 1.4 "beats" a second.
+    sig, fs, ann = make_synthetic_ecg(duration=120, random_state=4)
+    a, b = int(30 * fs), int((30 + seconds) * fs)
+    x = sig.copy()
+    x[a:b] = np.random.default_rng(0).normal(0.0, np.ptp(sig) / 300, b - a)
+    peaks = detect_r_peaks(x, fs)
+    assert not np.any((peaks > a + 0.5 * fs) & (peaks < b - 0.5 * fs))
+    outside = ann["sample"][(ann["sample"] < a - fs) | (ann["sample"] > b + fs)]
+    assert rpeak_accuracy(outside, peaks, fs)["sensitivity"] >= 0.98
+
+
+def test_qrs_complexes_a_fifth_of_the_usual_size_are_still_found():
+    # the floor of the signal level keeps small but real complexes
+    sig, fs, ann = make_synthetic_ecg(duration=120, random_state=5)
+    a, b = int(30 * fs), int(60 * fs)
+    x = sig.copy()
+    x[a:b] *= 0.2
+    res = rpeak_accuracy(ann["sample"], detect_r_peaks(x, fs), fs)
+    assert res["sensitivity"] >= 0.98 and res["ppv"] >= 0.98, res
+
+
 @pytest.mark.parametrize("bad", [np.inf, -np.inf])
 def test_infinite_samples_are_treated_like_nan(bad):
     sig, fs, ann = make_synthetic_ecg(duration=20, random_state=0)

@@ -24,6 +24,10 @@ _DETECTORS = ("pan_tompkins", "xqrs")
 # floor of the per-record rhythm spread (log units, about 2 % of an RR interval): keeps very
 # regular records from blowing up timing jitter
 _RHYTHM_MIN_SPREAD = 0.02
+#: Seconds of one repeated value that make a flat stretch: beats whose window touches one
+#: are left out. The longest runs in the MIT-BIH records are 0.03 s, except where the
+#: amplifier clipped (0.47 and 0.74 s, at the converter's limits).
+FLAT_RUN_S = 0.25
 
 
 @dataclass
@@ -162,6 +166,24 @@ def _fill_gaps(x):
     filled = x.copy()
     filled[bad] = np.interp(idx[bad], idx[~bad], x[~bad])
     return filled, bad
+
+
+def _flat_samples(x, min_run):
+    """Mask of the samples of ``x`` inside runs of at least ``min_run`` equal values."""
+    n = x.shape[0]
+    mask = np.zeros(n, dtype=bool)
+    if n < min_run:
+        return mask
+    change = np.flatnonzero(np.diff(x) != 0) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [n]])
+    long = ends - starts >= min_run
+    if long.any():
+        edges = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(edges, starts[long], 1)
+        np.add.at(edges, ends[long], -1)
+        mask = np.cumsum(edges[:-1]) > 0
+    return mask
 
 
 def _bin_windows(x, samples, before, after, n_bins):
@@ -318,16 +340,27 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     samples, symbols, labels = samples[order], symbols[order], labels[order]
 
     valid = np.ones(len(samples), dtype=bool)
-    if invalid.any() and len(samples):
-        # beats whose window touches an invalid sample: their shape is interpolation
-        bad_before = np.concatenate([[0], np.cumsum(invalid)])
-        lo = np.clip(samples - before, 0, len(invalid))
-        hi = np.clip(samples + after, 0, len(invalid))
-        valid = bad_before[hi] - bad_before[lo] == 0
-        if not valid.all():
+    # Beats whose window touches an invalid sample (their shape is interpolation) or a flat
+    # stretch (a lead off or a clipped amplifier: no QRS to describe, and features such as
+    # the QRS amplitude at their floor would pull a detector's fit) are left out.
+    flat_run = max(int(np.ceil(FLAT_RUN_S * fs)), 3)
+    flat_samples = _flat_samples(raw, flat_run) & ~invalid
+    for mask, where in (
+        (invalid, f"at invalid (NaN or infinite) samples of lead {rec.leads[ch]}"),
+        (flat_samples, f"in flat stretches of lead {rec.leads[ch]} (one value for "
+                       f"{FLAT_RUN_S:g} s or more: the lead off or the signal clipped)"),
+    ):
+        if not (mask.any() and len(samples)):
+            continue
+        bad_before = np.concatenate([[0], np.cumsum(mask)])
+        lo = np.clip(samples - before, 0, len(mask))
+        hi = np.clip(samples + after, 0, len(mask))
+        hit = valid & (bad_before[hi] - bad_before[lo] > 0)
+        if hit.any():
+            valid &= ~hit
             warnings.warn(
-                f"record {rec.name}: {int((~valid).sum())} of {len(samples)} beats lie at "
-                f"invalid (NaN or infinite) samples of lead {rec.leads[ch]} and are left out",
+                f"record {rec.name}: {int(hit.sum())} of {len(samples)} beats lie "
+                f"{where} and are left out",
                 UserWarning,
                 stacklevel=2,
             )

@@ -55,9 +55,10 @@ class ECGRecord:
     fs : float
         Sampling frequency in Hz.
     leads : list of str
-        Lead (signal) names, one per column of ``signal``.
+        Lead (signal) names, one per column of ``signal``; ``"ch<i>"`` for a column the
+        header leaves unnamed.
     units : list of str
-        Physical units, one per column of ``signal``.
+        Physical units, one per column of ``signal``; ``""`` where the header gives none.
     ann_samples : ndarray of int or None
         Sample indices of the annotations (all symbols, beat and non-beat),
         or None when the record has no annotation file.
@@ -381,8 +382,10 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         name=name,
         signal=signal,
         fs=float(rec.fs),
-        leads=[str(s) for s in rec.sig_name],
-        units=[str(u) for u in (rec.units or [])],
+        # lead names and units are optional in a header; wfdb gives None for a missing one
+        leads=[f"ch{i}" if s is None or not str(s).strip() else str(s)
+               for i, s in enumerate(rec.sig_name or [None] * signal.shape[1])],
+        units=["" if u is None else str(u) for u in (rec.units or [])],
         ann_samples=ann_samples,
         ann_symbols=ann_symbols,
         path=path,

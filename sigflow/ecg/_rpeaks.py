@@ -18,6 +18,13 @@ _TWIN = 0.36  # T-wave rejection window (s)
 # which the adaptive threshold would otherwise take for beats; the weakest QRS candidates of
 # the MIT-BIH records are about 1e-5 of it.
 _FLOOR = 1e-9
+# Lowest signal level, as a fraction of the record's typical level (the upper quartile of
+# its per-second largest candidates, so that up to three quarters of the record may be
+# without beats; both in the squared slope the detector thresholds, so 0.01 is a tenth in
+# amplitude). The level adapts over 10 s; in a longer stretch that holds noise only (an
+# electrode off, an amplifier resting) it would fall to the noise and take noise for beats,
+# about 1.4 per second. QRS complexes a tenth of the record's typical size are still found.
+_LEVEL_FLOOR = 0.01
 
 
 def _running_level(values, positions, n_samples, fs, window_s):
@@ -66,6 +73,7 @@ def _pan_tompkins(x, fs, refractory=0.2):
             top[s] = c
     top_pos = np.array(sorted(top.values()))
     level = _running_level(mwi[top_pos], top_pos, n, fs, window_s=10.0)
+    level = np.maximum(level, _LEVEL_FLOOR * np.percentile(mwi[top_pos], 75))
     noise = _running_level(heights, cand, n, fs, window_s=10.0)
     noise = np.minimum(noise, 0.5 * level)
     thr = noise + _THR * (level - noise)
