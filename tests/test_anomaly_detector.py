@@ -243,29 +243,55 @@ def test_detector_refines_with_its_own_batch_size():
     assert det.finetune_stats_["batch_size"] == 48
 
 
-@pytest.mark.parametrize(("contamination", "n"), [
-    ("auto", 300),  # 60 calibration rows: the empirical quantile
-    ("auto", 500),  # 100: the conformal order statistic, here the -inf score itself
-    (0.01, 300),
-])
-def test_a_calibration_row_without_density_gives_a_finite_threshold(contamination, n):
-    # A corrupted row far beyond float64's reach scores -inf; in the calibration split, a
-    # threshold interpolated between it and a finite score was NaN (-inf + inf), and a NaN
-    # offset_ flags every sample. Taken as the threshold itself, -inf made
-    # decision_function +inf for every finite score and NaN for -inf ones.
-    X = _normal(n, 3)
-    first_calibration_row = np.random.RandomState(0).permutation(n)[0]  # the fit's own split
-    X[first_calibration_row] = 1e200
+@pytest.mark.parametrize("contamination", ["auto", 0.01])
+def test_far_rows_are_refused_wherever_the_split_puts_them(contamination):
+    # Only the flow's training rows were checked, so the same data were refused or accepted
+    # by random_state; accepted, the far calibration row set the threshold alone (offset_
+    # about -1e31, a detector that flags nothing).
+    X = _normal(300, 3)
+    X[7] = [1e16, 0.0, 0.0]
+    params = {**QUICK, "max_iter": 5, "smoothing": None, "n_score_draws": 1}
+    for seed in range(6):
+        det = FlowAnomalyDetector(**{**params, "random_state": seed},
+                                  contamination=contamination)
+        with pytest.raises(ValueError, match=r"1 training row\(s\) \(indices \[7\]\)"):
+            det.fit(X)
+
+
+def test_a_new_row_without_density_is_an_outlier_with_a_finite_threshold():
+    # A row far beyond float64's reach scores -inf; the threshold stays finite, so that
+    # decision_function is finite for finite scores and negative for that row.
     params = {**QUICK, "max_iter": 20, "smoothing": None, "n_score_draws": 1}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 60 calibration rows: fewer than 99
-        det = FlowAnomalyDetector(**params, contamination=contamination).fit(X)
-    cal = det.calibration_scores_
-    assert np.isneginf(cal[0]) and np.isfinite(cal[1:]).all()
+        det = FlowAnomalyDetector(**params).fit(_normal(300, 3))
     assert np.isfinite(det.offset_)
-    assert det.predict(_normal(200, 4)).mean() > 0.8  # normal data mostly inliers
     decision = det.decision_function(np.vstack([_normal(5, 5), np.full((1, 3), 1e200)]))
     assert np.isfinite(decision[:5]).all() and decision[5] < 0
+    # a finite row at the largest float standardises to inf; it scores -inf, not NaN
+    big = np.zeros((1, 3))
+    big[0, 1] = np.finfo(np.float64).max
+    assert np.isneginf(det.score_samples(big)).all()
+    assert det.predict(big).tolist() == [-1]
+
+
+def test_few_calibration_rows_put_the_threshold_at_their_lowest_score():
+    # Below 99 calibration rows no conformal order statistic exists; the lowest score is the
+    # threshold (a new normal score falls below it with probability 1 / (n + 1)). The
+    # linearly interpolated 1 % quantile had put it 41 % of the way to one far outlier.
+    X = _normal(300, 2)
+    cal_row = np.random.RandomState(0).permutation(300)[0]  # the fit's own split
+    X[cal_row] = [1e3, 0.0, 1.0]
+    params = {**QUICK, "max_iter": 20, "smoothing": None, "n_score_draws": 1}
+    with pytest.warns(UserWarning, match=r"lowest of their scores, which flags about 1 / 61"):
+        det = FlowAnomalyDetector(**{**params, "random_state": 0}).fit(X)
+    cal = det.calibration_scores_
+    assert len(cal) == 60 and det.offset_ == cal[0]
+    clean = _normal(300, 2)
+    clean[cal_row] = clean[(cal_row + 1) % 300]
+    with pytest.warns(UserWarning, match="1 / 61"):
+        det = FlowAnomalyDetector(**{**params, "random_state": 0}).fit(clean)
+    assert det.offset_ == det.calibration_scores_[0]
 
 
 def test_auto_threshold_is_the_conformal_order_statistic():

@@ -11,7 +11,7 @@ from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseFlowEstimator, _flow_params_doc
+from ._base import BaseFlowEstimator, _flow_params_doc, _refuse_far_rows, _robust_location_scale
 
 __all__ = ["FlowAnomalyDetector"]
 
@@ -26,10 +26,11 @@ _FLOW_DOC = _flow_params_doc(
 
 
 def _finite_quantile(scores, q):
-    """``np.quantile(scores, q)`` (linear interpolation) with ``-inf`` scores taken as the
-    lowest float, so that a threshold between such a score and a finite one is a very low
-    number, not NaN (``-inf + inf``): a NaN ``offset_`` would flag every sample."""
-    return float(np.quantile(np.maximum(scores, np.finfo(np.float64).min), q))
+    """``np.quantile(scores, q)`` (linear interpolation) with ``-inf`` (and NaN) scores taken
+    as the lowest float, so that a threshold between such a score and a finite one is a
+    very low number, not NaN (``-inf + inf``): a NaN ``offset_`` would flag every sample."""
+    lowest = np.finfo(np.float64).min
+    return float(np.quantile(np.where(np.isnan(scores), lowest, np.maximum(scores, lowest)), q))
 
 
 class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
@@ -49,8 +50,11 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
       of new normal data is flagged (at most 1 % when the training data are normal and
       exchangeable with the new data, and at least 99 rows are held out for calibration,
       i.e. about 500 training rows with the default ``calibration_fraction``; with fewer
-      the threshold is the empirical 1 % quantile of the calibration scores, which flags
-      more, and a warning says so).
+      the threshold is the lowest calibration score, which flags about ``1 / (n + 1)`` of
+      new normal data for ``n`` calibration rows, and a warning says so). The guarantee
+      assumes clean training data: outliers among the held-out rows lower the threshold,
+      one alone when there are fewer than 200 of them, and then fewer anomalies are
+      flagged; with contaminated training data set ``contamination`` instead.
     * ``contamination=c`` in (0, 0.5]: ``offset_`` is the ``c`` quantile of the scores of
       all training samples, so a fraction ``c`` of the training data is flagged
       (scikit-learn's meaning).
@@ -252,6 +256,12 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             raise ValueError(f"n_score_draws must be a positive integer, got {draws!r}")
         with self._keeping_last_fit():  # a failed refit leaves the last fit as it was
             X = self._validate_training_data(X)
+            # Far rows are refused wherever the split puts them, so that whether the data
+            # are accepted does not depend on random_state (calibration rows never reach
+            # float32 training, but one such row would set the threshold alone).
+            location, scale, _ = _robust_location_scale(X)
+            with np.errstate(over="ignore"):
+                _refuse_far_rows((X - location) / scale)
             rng = check_random_state(self.random_state)
             n = X.shape[0]
             n_cal = min(max(1, int(round(frac * n))), n - 2)
@@ -315,23 +325,26 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         With ``k = floor(alpha (n + 1))`` and the sorted calibration scores ``c_(1..n)``,
         a new exchangeable score is below ``c_(k)`` with probability ``k / (n + 1) <= alpha``.
         With fewer than ``1 / alpha - 1`` calibration samples no such order statistic
-        exists, and the empirical ``alpha`` quantile is used instead.
+        exists, and the lowest score ``c_(1)`` is used instead, which a new score falls
+        below with probability ``1 / (n + 1)`` (more than ``alpha``). It is a calibration
+        score, not a value between two: interpolating towards a far outlier among the
+        scores (an unbounded log-likelihood) put the threshold a large part of the way to
+        it.
         """
         cal = self.calibration_scores_
-        k = int(np.floor(alpha * (len(cal) + 1)))
-        if k >= 1:  # a -inf order statistic as in _finite_quantile
-            return max(float(cal[k - 1]), np.finfo(np.float64).min)
-        warnings.warn(
-            f"contamination='auto' is calibrated on only {len(cal)} held-out rows; its "
-            f"guarantee of at most {100 * alpha:g} % false alarms needs at least "
-            f"{math.ceil(1 / alpha) - 1}, so the threshold is the empirical {100 * alpha:g} % "
-            "quantile of those scores and flags more new normal data than that on average "
-            "(about 2 % with 60 rows, 5 % with 20); fit on more rows, raise "
-            "calibration_fraction, or set contamination",
-            UserWarning,
-            stacklevel=3,
-        )
-        return _finite_quantile(cal, alpha)
+        k = max(int(np.floor(alpha * (len(cal) + 1))), 1)
+        if alpha * (len(cal) + 1) < 1:
+            warnings.warn(
+                f"contamination='auto' is calibrated on only {len(cal)} held-out rows; its "
+                f"guarantee of at most {100 * alpha:g} % false alarms needs at least "
+                f"{math.ceil(1 / alpha) - 1}, so the threshold is the lowest of their scores, "
+                f"which flags about 1 / {len(cal) + 1} = {100 / (len(cal) + 1):.1f} % of new "
+                "normal data on average; fit on more rows, raise calibration_fraction, or "
+                "set contamination",
+                UserWarning,
+                stacklevel=3,
+            )
+        return max(float(cal[k - 1]), np.finfo(np.float64).min)  # -inf as in _finite_quantile
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers."""

@@ -365,7 +365,8 @@ def _robust_location_scale(X):
     decided by the range, not by the standard deviation: a column of one repeated value
     such as 0.1 has a standard deviation of about 1e-17 from rounding alone, which as a
     scale would add 38 nats to every score and send any other value to about 1e16
-    standard units.
+    standard units. Features whose spread is too small to divide by (below about 2e-305)
+    get scale 1 too; the third value marks them.
     """
     location = np.median(X, axis=0)
     q75, q25 = np.percentile(X, [75, 25], axis=0)
@@ -380,8 +381,25 @@ def _robust_location_scale(X):
         big = np.where(big > 0, big, 1.0)
         scale[need] = (X[:, need] / big).std(axis=0) * big
     varies = np.ptp(X, axis=0) > 0
+    unscaled = varies & ~(scale > tiny)  # too little spread to divide by: scale 1, as constant
     scale = np.where(varies & (scale > tiny), scale, 1.0)
-    return location, scale
+    return location, scale, unscaled
+
+
+def _refuse_far_rows(Z, rows=None):
+    """A ValueError naming the rows of standardised ``Z`` beyond :data:`MAX_STANDARD_UNITS`
+    (``rows``: their indices in the user's data; default: their positions in ``Z``)."""
+    with np.errstate(invalid="ignore"):
+        far = np.flatnonzero(~(np.abs(Z).max(axis=1) <= MAX_STANDARD_UNITS))
+    if far.size:
+        far = far if rows is None else np.sort(np.asarray(rows)[far])
+        raise ValueError(
+            f"{far.size} training row(s) (indices {far[:5].tolist()}"
+            f"{' ...' if far.size > 5 else ''}) lie more than {MAX_STANDARD_UNITS:.0e} "
+            "robust standard deviations (interquartile range / 1.349) from the median "
+            "of a feature; the flow trains in float32, where their squares overflow. "
+            "They look like fill values or corrupt samples: remove them before fitting"
+        )
 
 
 class BaseFlowEstimator(BaseEstimator):
@@ -575,21 +593,12 @@ class BaseFlowEstimator(BaseEstimator):
         self._inference_dtype()  # a bad value fails before training, not after
         device = resolve_device(self.device)
         n_features = X.shape[1]
-        self.location_, self.scale_ = _robust_location_scale(X)
+        self.location_, self.scale_, unscaled = _robust_location_scale(X)
         Z = (X - self.location_) / self.scale_
-        far = np.flatnonzero(np.abs(Z).max(axis=1) > MAX_STANDARD_UNITS)
-        if far.size:
-            far = far if rows is None else np.sort(np.asarray(rows)[far])
-            raise ValueError(
-                f"{far.size} training row(s) (indices {far[:5].tolist()}"
-                f"{' ...' if far.size > 5 else ''}) lie more than {MAX_STANDARD_UNITS:.0e} "
-                "robust standard deviations (interquartile range / 1.349) from the median "
-                "of a feature; the flow trains in float32, where their squares overflow. "
-                "They look like fill values or corrupt samples: remove them before fitting"
-            )
+        _refuse_far_rows(Z, rows)
         self._warn_constant_features(
-            X, "training data" if rows is None else "rows the flow is fitted to (calibration "
-            "rows aside)"
+            X, unscaled, "training data" if rows is None else "rows the flow is fitted to "
+            "(calibration rows aside)"
         )
         self.smoothing_ = config.noise_scale = self._smoothing_bandwidth(Z)
         trace = self.trace_estimator
@@ -616,19 +625,22 @@ class BaseFlowEstimator(BaseEstimator):
         self.device_ = str(device)
         return self
 
-    def _warn_constant_features(self, X, where):
+    def _warn_constant_features(self, X, unscaled, where):
         constant = np.flatnonzero(np.ptp(X, axis=0) == 0) if X.shape[0] > 1 else []
-        if len(constant):
-            names = getattr(self, "feature_names_in_", None)
-            which = constant.tolist() if names is None else names[constant].tolist()
-            warnings.warn(
-                f"feature(s) {which[:10]}{' ...' if len(which) > 10 else ''} are constant "
-                f"in the {where}; the model measures other values of them in the "
-                "feature's own units (scale 1), so how far off a change scores depends "
-                "on those units",
-                UserWarning,
-                stacklevel=4,
-            )
+        names = getattr(self, "feature_names_in_", None)
+        for columns, what in ((constant, "are constant"),
+                              (np.flatnonzero(unscaled), "vary too little to standardise "
+                               "(a spread below about 2e-305)")):
+            if len(columns):
+                which = columns.tolist() if names is None else names[columns].tolist()
+                warnings.warn(
+                    f"feature(s) {which[:10]}{' ...' if len(which) > 10 else ''} {what} "
+                    f"in the {where}; the model measures other values of them in the "
+                    "feature's own units (scale 1), so how far off a change scores depends "
+                    "on those units",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
     # ------------------------------------------------------------------ scoring
     def _check_X(self, X):
@@ -664,7 +676,14 @@ class BaseFlowEstimator(BaseEstimator):
         dtype = self._inference_dtype()
         if dtype == torch.float64:
             return self.flow_, dtype
-        return copy.deepcopy(self.flow_).to(dtype), dtype
+        # Converted once per fitted flow, not per call: a copy per call made float32 slower
+        # than float64 on small batches (row-by-row scoring). Not pickled (see __getstate__).
+        cached = getattr(self, "_converted_flow", None)
+        if (cached is None or cached[0] is not self.flow_ or cached[1] != dtype
+                or cached[2].n_steps != self.flow_.n_steps):
+            cached = self._converted_flow = (self.flow_, dtype,
+                                             copy.deepcopy(self.flow_).to(dtype))
+        return cached[2], dtype
 
     def _standardised_tensor(self, X, dtype=torch.float64):
         return torch.as_tensor((X - self.location_) / self.scale_, dtype=dtype, device=self.device_)
@@ -693,6 +712,9 @@ class BaseFlowEstimator(BaseEstimator):
             # Rows beyond float32's range overflow to NaN; in float64 they get their true
             # (very low, possibly -inf) log-density instead of a NaN that ranks anywhere.
             scores[bad] = self._flow_log_likelihood(self.flow_, torch.float64, X[bad], offsets)
+        # X is finite, so a NaN is an overflow even in float64 (a row near the largest
+        # float, standardised to inf): its density is below anything float64 holds.
+        scores[np.isnan(scores)] = -np.inf
         return scores
 
     def _flow_log_likelihood(self, flow, dtype, X, offsets):
@@ -848,8 +870,14 @@ class BaseFlowEstimator(BaseEstimator):
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         state = dict(super().__getstate__())
+        state.pop("_converted_flow", None)  # a cache, made again when needed
         flow = state.get("flow_")
-        if isinstance(flow, Flow):
+        if isinstance(flow, Flow) and any(
+            t.device.type != "cpu" for t in (*flow.parameters(), *flow.buffers())
+        ):
+            # copied only off the CPU: a copy serialises differently every time (torch keys
+            # storages by address), so a CPU model would never pickle to the same bytes
+            # and joblib.Memory caches keyed on it would never hit
             state["flow_"] = copy.deepcopy(flow).cpu()
         if isinstance(state.get("probes_"), torch.Tensor):
             state["probes_"] = state["probes_"].cpu()
