@@ -964,3 +964,143 @@ def test_one_far_row_is_cut_below_a_hundred_rows():
     rows = torch.cat([torch.full((1,), 1e8, dtype=torch.float64),
                       torch.arange(49.0, dtype=torch.float64)])
     assert held_out_statistic(rows) == float(torch.arange(1.0, 49.0).mean())
+
+
+# ---------------------------------------------------------------- the flow API, used directly
+def test_gradients_through_the_adaptive_solver_are_as_accurate_as_its_values():
+    # The step-size norm carried the state's autograd history, so gradients through
+    # "dopri5" were off by about 1000 times the tolerance (7e-3 against 2e-5 for values).
+    flow = Flow([FlowBlock(_net(2, (16, 16), seed=s, gain=1.0)) for s in range(2)], n_steps=256)
+    x = torch.randn(5, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def grad(solver):
+        flow.solver = solver
+        xx = x.clone().requires_grad_(True)
+        value = flow.log_prob(xx).sum()
+        (g,) = torch.autograd.grad(value, xx)
+        return value.detach(), g
+
+    fine_value, fine_grad = grad("rk4")
+    value, g = grad("dopri5")
+    assert abs(float(value - fine_value)) < 1e-4
+    assert float((g - fine_grad).abs().max()) < 1e-4 * max(1.0, float(fine_grad.abs().max()))
+
+
+def test_adaptive_solver_keeps_non_finite_rows_to_themselves():
+    # one NaN row made every step's error NaN and the solve fail ("underflow in dt")
+    block = FlowBlock(_net(2, (8,), gain=1.0))
+    x = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    clean, ld_clean, _ = block.push(x, logdet=True, solver="dopri5")
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[1, 0] = bad
+        out, ld, nfe = block.push(y, logdet=True, solver="dopri5")
+        assert torch.isnan(out[1]).all() and torch.isnan(ld[1])
+        keep = [0, 2, 3]
+        torch.testing.assert_close(out[keep], clean[keep], atol=1e-5, rtol=0)
+        torch.testing.assert_close(ld[keep], ld_clean[keep], atol=1e-5, rtol=0)
+        assert nfe > 0
+
+
+def test_state_dict_carries_the_steps_and_solver(tmp_path):
+    # the refinement may raise n_steps; a flow rebuilt from its configuration and the weights
+    # alone scored with the configured steps, without a word
+    g = torch.Generator().manual_seed(0)
+    flow = Flow([FlowBlock(VelocityMLP(2, (8,), generator=g)) for _ in range(2)], n_steps=1)
+    flow.n_steps, flow.solver = 4, "midpoint"
+    torch.save(flow.state_dict(), tmp_path / "flow.pt")
+    again = Flow([FlowBlock(VelocityMLP(2, (8,), generator=g)) for _ in range(2)], n_steps=1)
+    again.load_state_dict(torch.load(tmp_path / "flow.pt", weights_only=True))
+    assert (again.n_steps, again.solver) == (4, "midpoint")
+    x = torch.randn(6, 2, generator=g)
+    torch.testing.assert_close(again.log_prob(x), flow.log_prob(x), rtol=0, atol=0)
+
+
+def test_train_flow_takes_data_that_require_grad_and_refuses_bad_data():
+    # a graph on X was backpropagated through ("backward through the graph a second time")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 2, generator=g).requires_grad_(True)
+    cfg = TrainingConfig(n_blocks=1, hidden_layer_sizes=(8,), max_iter=3, finetune_iter=2)
+    result = train_flow(X, cfg, g)
+    assert len(result.flow.blocks) == 1 and X.grad is None
+    for bad, match in [
+        (torch.randn(20, generator=g), "2-D floating-point"),
+        (torch.ones(20, 2, dtype=torch.int64), "2-D floating-point"),
+        (torch.randn(1, 2, generator=g), "at least 2 rows"),
+        (torch.full((20, 2), float("nan")), "NaN or infinite"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            train_flow(bad, cfg, g)
+    with pytest.raises(ValueError, match="learning_rate_init must be a positive number"):
+        TrainingConfig(learning_rate_init=True).validate()
+    from sigflow.flows import smooth_rows
+
+    with pytest.raises(ValueError, match="at least one row"):
+        smooth_rows(torch.zeros(0, 2), 0.1, 10, g)
+
+
+def test_sample_with_any_velocity_module_or_none():
+    class Field(torch.nn.Module):  # a documented velocity(x, t), without a `dim` attribute
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, x, t):
+            return self.a * x
+
+    flow = Flow([FlowBlock(Field())], n_steps=8)
+    with pytest.raises(ValueError, match=r"pass sample\(\.\.\., dim=d\)"):
+        flow.sample(3)
+    g = torch.Generator().manual_seed(0)
+    x = flow.sample(4000, dim=2, generator=g)
+    # dx/dt = x / 2 backwards over [0, 1] scales N(0, I) by exp(-1/2)
+    assert abs(float(x.std()) - math.exp(-0.5)) < 0.03
+    z = Flow().sample(5, dim=3)
+    assert z.shape == (5, 3) and z.dtype == torch.get_default_dtype()
+    with pytest.raises(ValueError, match="pass sample"):
+        Flow().sample(5)
+
+
+def test_flow_names_rows_it_cannot_take():
+    flow = Flow([FlowBlock(_net(2, (8,)))])  # float64 weights
+    with pytest.raises(ValueError, match=r"x is torch.float32 but the flow's weights are "):
+        flow.log_prob(torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="x has 3 columns but the flow takes 2"):
+        flow.log_prob(torch.zeros(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"z must be a 2-D tensor"):
+        flow.inverse(torch.zeros(3, dtype=torch.float64))
+
+
+def test_autograd_divergences_say_so_under_inference_mode():
+    flow = Flow([FlowBlock(_net(2, (8,)))])
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    probes = rademacher_probes(4, 2, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        flow.log_prob(x)  # the analytic trace needs no autograd
+        with pytest.raises(RuntimeError, match=r"inference_mode\(\) turns off"):
+            flow.log_prob(x, probes=probes)
+    with torch.no_grad():
+        assert torch.isfinite(flow.log_prob(x, probes=probes)).all()
+
+
+def test_diagnostics_count_evaluations_over_all_chunks(monkeypatch):
+    from sigflow.flows import _diagnostics, convergence_diagnostics
+
+    flow = Flow([FlowBlock(_net(2, (8,), gain=1.0))], solver="dopri5")
+    X = torch.randn(300, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(_diagnostics, "DIAGNOSTIC_CHUNK", 100)
+    rows = convergence_diagnostics(flow, X)
+    per_chunk = [flow.blocks[0].push(c, logdet=True, solver="dopri5")[2] for c in X.split(100)]
+    assert rows[1]["nfe"] == pytest.approx(np.mean(per_chunk))
+
+
+def test_the_warmup_multiplies_the_cosine_schedule():
+    # the documented peaks: 98 % at the end of a rise over 10 % of the steps, 54 % before
+    # the end of one over half
+    from sigflow.flows._training import _lr_at
+
+    for frac, peak, at in [(0.1, 0.9777, 49), (0.5, 0.5431, 215)]:
+        rates = [_lr_at(s, 500, 1.0, int(frac * 500)) for s in range(500)]
+        assert max(rates) == pytest.approx(peak, abs=1e-4)
+        assert int(np.argmax(rates)) == at
+        assert rates[-1] == pytest.approx(0.05, abs=1e-3)

@@ -107,8 +107,9 @@ def convergence_diagnostics(flow, X, *, log_density=None, probes=None, n_project
         One dict per ``k = 0 .. K`` (``k = 0``: the data itself) with keys ``block`` (k),
         ``latent_nll`` (``E[-log N(z_k)]``), ``nll`` (``E[-log q_k(x)]``),
         ``sliced_wasserstein`` (of ``z_k`` to ``N(0, I)``), ``nfe`` (function evaluations per
-        sample so far) and, when ``log_density`` is given, ``kl_gap``
-        (``E[log p(x)] - E[log q_k(x)]``, an estimate of ``KL(p || q_k)``).
+        sample so far; with ``"dopri5"``, whose steps depend on the rows pushed together,
+        the mean over the row chunks, weighted by their rows) and, when ``log_density`` is
+        given, ``kl_gap`` (``E[log p(x)] - E[log q_k(x)]``, an estimate of ``KL(p || q_k)``).
 
     Examples
     --------
@@ -144,7 +145,11 @@ def convergence_diagnostics(flow, X, *, log_density=None, probes=None, n_project
             if pushed:
                 z = torch.cat([p[0] for p in pushed])
                 logdet = logdet + torch.cat([p[1] for p in pushed])
-                nfe += pushed[0][2]
+                counts = {p[2] for p in pushed}
+                if len(counts) == 1:
+                    nfe += counts.pop()
+                else:  # adaptive steps depend on the rows: the mean per row over the chunks
+                    nfe += sum(p[2] * p[0].shape[0] for p in pushed) / z.shape[0]
             else:  # no rows: the count of one push
                 nfe += blocks[k - 1].push(
                     z, logdet=True, n_steps=flow.n_steps, solver=flow.solver, probes=probes

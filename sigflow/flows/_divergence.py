@@ -7,6 +7,16 @@ import torch
 __all__ = ["exact_divergence", "hutchinson_divergence", "rademacher_probes"]
 
 
+def _need_autograd(what):
+    """A clear error where autograd cannot run: ``torch.inference_mode()`` overrides
+    ``enable_grad``, and the derivative would fail with a message about ``grad_fn``."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            f"{what} needs autograd, which torch.inference_mode() turns off; score under "
+            "torch.no_grad() instead (or use a VelocityMLP with its analytic trace)"
+        )
+
+
 def exact_divergence(field, x, t, *, create_graph=False):
     """Exact divergence ``tr(df/dx)`` by ``d`` vector-Jacobian products.
 
@@ -37,6 +47,7 @@ def exact_divergence(field, x, t, *, create_graph=False):
     >>> div
     tensor([5., 5., 5.])
     """
+    _need_autograd("the autograd divergence (exact_divergence)")
     with torch.enable_grad():
         x = x if x.requires_grad else x.detach().requires_grad_(True)
         v = field(x, t)
@@ -111,6 +122,7 @@ def hutchinson_divergence(field, x, t, probes, *, create_graph=False):
     >>> hutchinson_divergence(lambda x, t: x @ A.T, torch.zeros(2, 2), 0.0, e)[1]
     tensor([3., 3.])
     """
+    _need_autograd("the Hutchinson divergence")
     with torch.enable_grad():
         x = x if x.requires_grad else x.detach().requires_grad_(True)
         v = field(x, t)

@@ -202,12 +202,23 @@ class Flow(nn.Module):
         self.blocks.append(block)
         return self
 
+    def get_extra_state(self):
+        """``n_steps`` and ``solver`` travel in :meth:`state_dict` with the weights: the
+        likelihood refinement may raise ``n_steps`` (``max_scoring_steps``), and a flow
+        rebuilt from its configuration with the weights alone would score differently."""
+        return {"n_steps": self.n_steps, "solver": self.solver}
+
+    def set_extra_state(self, state):
+        self.n_steps = check_n_steps(state["n_steps"])
+        self.solver = state["solver"]
+
     def forward(self, x, *, logdet=False, probes=None, n_blocks=None, solver=None, workspace=None):
         """Push data to latent space. Returns ``(z, logdet or None)``.
 
         ``workspace``: a dict for the buffers of inference without autograd (see
         :meth:`FlowBlock.push`), to reuse across calls on batches of one size.
         """
+        self._check_rows(x, "x")
         total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if logdet else None
         nfe = 0
         workspace = {} if workspace is None else workspace
@@ -228,6 +239,7 @@ class Flow(nn.Module):
 
     def inverse(self, z, *, solver=None, workspace=None):
         """Pull latent points back to data space (blocks run backwards)."""
+        self._check_rows(z, "z")
         nfe = 0
         workspace = {} if workspace is None else workspace
         for block in reversed(self.blocks):
@@ -244,11 +256,43 @@ class Flow(nn.Module):
         z, ld = self.forward(x, logdet=True, probes=probes, workspace=workspace)
         return standard_normal_log_prob(z) + ld
 
-    def sample(self, n, *, generator=None, solver=None):
-        """Draw ``n`` samples by pulling ``N(0, I)`` noise back through the blocks."""
-        ref = next(self.parameters())
-        z = torch.randn(n, self._dim(), generator=generator, dtype=ref.dtype, device=ref.device)
+    def sample(self, n, *, generator=None, solver=None, dim=None):
+        """Draw ``n`` samples by pulling ``N(0, I)`` noise back through the blocks.
+
+        ``dim``: the data's dimension; by default the ``dim`` attribute of the first block's
+        velocity (as :class:`VelocityMLP` has). Samples take the dtype and device of the
+        flow's weights (a flow without weights: torch's default dtype, on the CPU).
+        """
+        dim = self._dim() if dim is None else dim
+        ref = next(self.parameters(), None)
+        dtype = torch.get_default_dtype() if ref is None else ref.dtype
+        device = "cpu" if ref is None else ref.device
+        z = torch.randn(n, dim, generator=generator, dtype=dtype, device=device)
         return self.inverse(z, solver=solver)
 
+    def _check_rows(self, x, name):
+        """A clear error for rows the blocks cannot take (instead of one from a matrix
+        product about shapes or dtypes)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            raise ValueError(
+                f"{name} must be a 2-D tensor of shape (batch, dim), got "
+                + (f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__)
+            )
+        ref = next(self.parameters(), None)
+        if ref is not None and x.dtype != ref.dtype:
+            raise ValueError(
+                f"{name} is {x.dtype} but the flow's weights are {ref.dtype}: convert one "
+                f"of them ({name}.to({ref.dtype}) or flow.to({x.dtype}))"
+            )
+        dim = getattr(self.blocks[0].velocity, "dim", None) if len(self.blocks) else None
+        if dim is not None and x.shape[1] != dim:
+            raise ValueError(f"{name} has {x.shape[1]} columns but the flow takes {dim}")
+
     def _dim(self):
-        return self.blocks[0].velocity.dim
+        dim = getattr(self.blocks[0].velocity, "dim", None) if len(self.blocks) else None
+        if dim is None:
+            raise ValueError(
+                "the flow cannot tell the data's dimension (it has no blocks, or its first "
+                "block's velocity has no `dim` attribute): pass sample(..., dim=d)"
+            )
+        return int(dim)

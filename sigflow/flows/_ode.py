@@ -354,6 +354,10 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     trajectory's error grow with the square root of the batch size.) The steps are shared,
     so unlike :func:`integrate_fixed` a sample's result can depend, within the tolerance,
     on the other samples. An empty batch, or ``t0 == t1``, returns the state unchanged.
+    Rows with a non-finite value at ``t0`` are not integrated and come back as NaN (as
+    they do from the fixed-step solvers); they would make every step's error NaN. The step
+    sizes are not differentiated: gradients through the result are those of the steps
+    taken, as accurate as the values.
 
     Parameters
     ----------
@@ -389,6 +393,25 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     state = tuple(state)
     if t0 == t1 or state[0].shape[0] == 0:
         return state, 0
+    n = state[0].shape[0]
+    batched = [s.dim() > 0 and s.shape[0] == n for s in state]
+    finite = torch.ones(n, dtype=torch.bool, device=state[0].device)
+    for s, b in zip(state, batched):
+        if b:
+            finite &= torch.isfinite(s.detach()).reshape(n, -1).all(dim=1)
+    if not bool(finite.all()):
+        inner, nfe = integrate_adaptive(
+            func, tuple(s[finite] if b else s for s, b in zip(state, batched)), t0, t1,
+            rtol=rtol, atol=atol,
+        )
+        out = []
+        for s, o, b in zip(state, inner, batched):
+            if not b:
+                out.append(o)
+                continue
+            full = torch.full_like(s, float("nan"))
+            out.append(full.index_put((finite,), o))
+        return tuple(out), nfe
     counter = [0]
 
     def wrapped(t, s):
@@ -404,5 +427,7 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
 
 def _max_norm(scaled_errors):
     """The largest of torchdiffeq's scaled errors (error / (atol + rtol * |y|)), over all
-    elements of all tensors of the state."""
-    return torch.stack([e.abs().max() for e in scaled_errors if e.numel()]).max()
+    elements of all tensors of the state, detached: the step sizes it chooses are not
+    differentiated (with its history, gradients through the solve were off by about 1000
+    times the tolerance)."""
+    return torch.stack([e.detach().abs().max() for e in scaled_errors if e.numel()]).max()

@@ -81,7 +81,8 @@ class TrainingConfig:
     smoothed training set holds at least this many rows, see :func:`smooth_rows`).
     ``finetune_learning_rate=None`` refines at ``learning_rate_init / 2``;
     ``finetune_warmup`` is the fraction of the refinement's steps over which its learning
-    rate rises linearly to ``finetune_learning_rate`` (0: none);
+    rate rises linearly (0: none), multiplying the cosine schedule (see
+    :func:`finetune_flow`), so that it peaks below ``finetune_learning_rate``;
     ``finetune_batch_size=None`` refines with ``batch_size`` rows per step.
     ``time_sampling`` draws the flow-matching times of ``"lfm"`` and ``"fm"`` blocks:
     ``"uniform"`` on [0, 1], or ``("beta", a, b)`` from Beta(a, b) (see
@@ -264,18 +265,21 @@ class TrainingConfig:
         if not (isinstance(warmup, numbers.Real) and 0 <= warmup < 1):
             raise ValueError(f"finetune_warmup must be in [0, 1), got {warmup!r}")
         noise = self.noise_scale
-        if not (isinstance(noise, numbers.Real) and math.isfinite(noise) and noise >= 0):
+        if not (isinstance(noise, numbers.Real) and not isinstance(noise, bool)
+                and math.isfinite(noise) and noise >= 0):
             raise ValueError(f"noise_scale must be a non-negative number, got {noise!r}")
         for name in ("kinetic_penalty", "solver_penalty"):
             penalty = getattr(self, name)
-            if not (isinstance(penalty, numbers.Real) and math.isfinite(penalty) and penalty >= 0):
+            if not (isinstance(penalty, numbers.Real) and not isinstance(penalty, bool)
+                    and math.isfinite(penalty) and penalty >= 0):
                 raise ValueError(f"{name} must be a non-negative number, got {penalty!r}")
         rates = ("learning_rate_init", "step_size", "step_size_ratio")
         if self.finetune_learning_rate is not None:  # None: half of learning_rate_init
             rates += ("finetune_learning_rate",)
         for name in rates:
             value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         verbose = self.verbose
         if not isinstance(verbose, numbers.Integral) or verbose < 0:  # bool is allowed here
@@ -445,8 +449,9 @@ def _interpolate(x0, x1, t, interpolant):
 
 
 def _lr_at(step, max_iter, lr, warmup=0):
-    """Cosine decay from ``lr`` to ``lr / 20`` over the block's steps, after a linear rise
-    over the first ``warmup`` steps."""
+    """Cosine decay from ``lr`` to ``lr / 20`` over the block's steps, multiplied by a
+    linear rise over the first ``warmup`` steps (so the peak is below ``lr``: the cosine's
+    value at the end of a short rise, less for a long one)."""
     rate = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max_iter)))
     if step < warmup:
         rate *= (step + 1) / warmup
@@ -498,6 +503,17 @@ def train_flow(X, config, generator):
     (2, 2)
     """
     config.validate()
+    if not isinstance(X, torch.Tensor) or X.dim() != 2 or not X.is_floating_point():
+        raise ValueError(
+            "X must be a 2-D floating-point torch tensor of shape (n_samples, dim), got "
+            + (f"a {X.dim()}-D {X.dtype} tensor" if isinstance(X, torch.Tensor)
+               else type(X).__name__)
+        )
+    if X.shape[0] < 2 or X.shape[1] < 1:
+        raise ValueError(f"X needs at least 2 rows and 1 column, got shape {tuple(X.shape)}")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("X holds NaN or infinite values")
+    X = X.detach()  # the data are constants here: a graph on X would be backpropagated
     dim = X.shape[1]
     cpu_gen = torch.Generator().manual_seed(
         int(torch.randint(0, 2**62, (1,), generator=generator, device=X.device).item())
@@ -619,8 +635,10 @@ def finetune_flow(result, X, X_val, config, generator):
     over all blocks at once (Adam, ``config.finetune_iter`` steps of
     ``config.finetune_batch_size`` rows, or ``batch_size`` when that is None, learning rate
     ``config.finetune_learning_rate``, or ``learning_rate_init / 2`` when that is None,
-    decayed by a cosine schedule after a linear rise over the first ``finetune_warmup`` of
-    the steps), through the same fixed-step solver that scores the data. With
+    decayed by a cosine schedule over all the steps to a twentieth of it, times a linear
+    rise over the first ``finetune_warmup`` of the steps: the rate peaks at 98 % of the
+    learning rate at the end of a rise over 10 % of the steps, at 54 % for a rise over half),
+    through the same fixed-step solver that scores the data. With
     ``config.probes`` (Hutchinson), every step draws new probes of that shape, and the
     held-out checks one set of their own: trained on the scoring probes, the flow would
     learn their errors (see :func:`_fresh_probes`).
@@ -1000,6 +1018,8 @@ def smooth_rows(X, noise_scale, min_rows, generator):
     >>> Y.shape
     torch.Size([100, 2])
     """
+    if X.shape[0] == 0:
+        raise ValueError("smooth_rows needs at least one row to smooth, got none")
     copies = max(1, math.ceil(min_rows / X.shape[0]))
     rows = X.repeat(copies, 1)
     noise = torch.randn(rows.shape, generator=generator, device=X.device, dtype=X.dtype)
