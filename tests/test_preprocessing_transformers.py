@@ -22,6 +22,8 @@ from sigflow.preprocessing import (
     bandpass_filter,
     notch_filter,
     remove_baseline_wander,
+    sliding_windows,
+    welch_psd,
     window_features,
 )
 
@@ -357,3 +359,52 @@ def test_a_flat_window_reaches_the_detector():
     score = pipe.score_samples(W)
     assert np.isfinite(score).all()
     assert np.argsort(score)[:2].tolist() in ([150, 151], [151, 150])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: WindowFeatures(),
+    lambda: SpectralFeatures(fs=100.0, nperseg=64),
+])
+def test_transformers_work_in_row_chunks_with_the_same_numbers(make, monkeypatch):
+    # Overlapping windows (a view) were copied whole, with temporaries several times that:
+    # 2.5 GB for a 1e7-sample signal in windows of 256 every 8 samples. Row chunks bound it.
+    from sigflow.preprocessing import _validation
+
+    signal = np.random.default_rng(3).normal(size=20_000).cumsum()
+    windows = sliding_windows(signal, 256, 8)
+    whole = make().fit(windows).transform(windows)
+    monkeypatch.setattr(_validation, "TRANSFORM_CHUNK", 256 * 37)  # 37 rows per chunk
+    chunked = make().fit(windows).transform(windows)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-13, atol=0)  # BLAS blocking: ulps
+    assert chunked.shape[0] == windows.shape[0] > 37
+
+
+def test_spectral_features_refuse_a_sampling_rate_changed_since_fit():
+    # transform read fs live while freqs_ and the segment length came from fit: after
+    # set_params(fs=500) a 10 Hz tone still came out at 10 Hz
+    x = np.sin(2 * np.pi * 10 * np.arange(512) / 250.0)[None].repeat(3, axis=0)
+    sf = SpectralFeatures(fs=250.0, nperseg=256, features=("dominant_frequency",)).fit(x)
+    assert sf.transform(x)[0, 0] == pytest.approx(10.0, abs=1.0)
+    with pytest.raises(ValueError, match="changed since fit"):
+        sf.set_params(fs=500.0).transform(x)
+    assert sf.fit(x).transform(x)[0, 0] == pytest.approx(20.0, abs=2.0)
+
+
+@pytest.mark.parametrize("fs", [True, "250", b"250"])
+def test_a_sampling_rate_must_be_a_number(fs):
+    x = np.zeros((2, 64))
+    with pytest.raises(ValueError, match="fs must be a positive number"):
+        SpectralFeatures(fs=fs).fit(x)
+    with pytest.raises(ValueError, match="fs must be a positive number"):
+        welch_psd(x, fs=fs, nperseg=32)
+
+
+def test_finite_samples_whose_window_sums_overflow_raise():
+    # a shifted sum of 1e308 and -1e308 overflowed to -inf, and the NaN check found nothing
+    # to report: a silently wrong mean
+    x = np.zeros(100)
+    x[:2] = [1e308, -1e308]
+    with pytest.raises(ValueError, match="sums over its windows overflow"):
+        window_features(x, 100, 1)
+    mean = window_features(x / 1e10, 100, 1, features=("mean",))  # 1e298: no overflow
+    assert abs(float(mean[0, 0])) <= 1e-12 * 1e298

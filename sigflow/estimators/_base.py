@@ -157,8 +157,11 @@ _FLOW_PARAMS_DOC = """
         error (see ``solver_gap``). ``FlowAnomalyDetector`` refines with its
         ``batch_size``, as its outlier benchmarks were run.
     finetune_warmup : float in [0, 1), default=@FINETUNE_WARMUP@
-        Fraction of the refinement's steps over which its learning rate rises linearly to
-        ``finetune_learning_rate`` (0: the full rate from the first step). A high rate
+        Fraction of the refinement's steps over which its learning rate rises linearly
+        (0: the full rate from the first step). The rise multiplies the cosine schedule,
+        which decays over all the steps, so the rate peaks below ``finetune_learning_rate``:
+        at 98 % of it at the end of a rise over 10 % of the steps, at 54 % (before the end)
+        for a rise over half of them. A high rate
         from the first step can undo the block-wise flow before the refinement settles:
         on JKO-iFlow blocks at 5e-3 every held-out check got worse and the refinement
         stopped early, while rising over 10 % of the steps it ran to the end

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from ._validation import _row_chunks
 from ._welch import _check_fs, welch_psd
 
 #: Feature names accepted by :class:`SpectralFeatures`, in their default order.
@@ -168,11 +169,28 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        psd = self._psd(X)
-        fs = float(self.fs)
+        fs = _check_fs(self.fs)
+        nperseg = self.nperseg_ if self.nperseg is None else self.nperseg
+        if nperseg != self.nperseg_ or not np.array_equal(
+            self.freqs_, np.fft.rfftfreq(self.nperseg_, d=1.0 / fs)
+        ):
+            raise ValueError(
+                "fs or nperseg changed since fit (set_params after fit): fit again, so that "
+                "freqs_ and the features agree"
+            )
         features = self._check_features()
-        return _spectral_features(psd, self.freqs_, fs / self.nperseg_,
-                                  self._checked_bands(fs, features), features)
+        bands = self._checked_bands(fs, features)
+        # in row chunks: the windows' copy, their spectra and the features' temporaries
+        # are each several times the output, for every row at once
+        chunks = [
+            _spectral_features(self._psd(X[rows]), self.freqs_, fs / self.nperseg_, bands,
+                               features)
+            for rows in _row_chunks(X.shape[0], X.shape[1])
+        ]
+        if not chunks:
+            return _spectral_features(self._psd(X), self.freqs_, fs / self.nperseg_, bands,
+                                      features)
+        return np.concatenate(chunks)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns.

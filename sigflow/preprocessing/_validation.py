@@ -48,6 +48,18 @@ def _rows_last(x, axis):
     return rows, batch_shape
 
 
+#: Input elements per chunk of the transformers' ``transform``: windows from
+#: ``sliding_windows`` are a view whose rows overlap, and a contiguous copy of all of them
+#: (or a temporary as large) can be many times the signal.
+TRANSFORM_CHUNK = 1 << 21
+
+
+def _row_chunks(n_rows, width):
+    """Slices of at most :data:`TRANSFORM_CHUNK` elements' worth of rows (at least one)."""
+    step = max(TRANSFORM_CHUNK // max(width, 1), 1)
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
 def _check_axis(axis, ndim):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"axis must be an integer, got {axis!r}")

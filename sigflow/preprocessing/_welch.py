@@ -11,6 +11,7 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
+from ._parallel import ForkAwareKernel
 from ._validation import _as_real_signal, _check_int, _raise_nonfinite, _rows_last
 
 # FFT back-end, chosen by measurement (benchmarks/preprocessing.py, 2-core AMD EPYC shared
@@ -59,26 +60,34 @@ def _prepare_segment(xr, start, nperseg, win, detrend, seg, tt, tt_ss):
         seg[k] = ((src[k] - ref) - mean - slope * tt[k]) * win[k]
 
 
-@nb.njit(parallel=True, cache=True)
-def _welch_rocket(x, nperseg, hop, n_seg, win, detrend, scale, out):
-    """Welch PSD of every row with rocket-fft's rfft inside the parallel loop."""
-    n_rows = x.shape[0]
-    n_freq = out.shape[1]
-    tt = np.arange(nperseg) - (nperseg - 1) / 2.0
-    tt_ss = np.sum(tt * tt)
-    for r in nb.prange(n_rows):
-        xr = x[r]
-        segs = np.empty((n_seg, nperseg))
-        for s in range(n_seg):
-            _prepare_segment(xr, s * hop, nperseg, win, detrend, segs[s], tt, tt_ss)
-        spec = np.fft.rfft(segs)  # one batched call per row: all of its segments
-        o = out[r]
-        for k in range(n_freq):
-            acc = 0.0
+def _make_welch_rocket(parallel):
+    loop = nb.prange if parallel else range  # serial in forked children
+
+    @nb.njit(parallel=parallel, cache=True)
+    def _welch_rocket(x, nperseg, hop, n_seg, win, detrend, scale, out):
+        """Welch PSD of every row with rocket-fft's rfft inside the parallel loop."""
+        n_rows = x.shape[0]
+        n_freq = out.shape[1]
+        tt = np.arange(nperseg) - (nperseg - 1) / 2.0
+        tt_ss = np.sum(tt * tt)
+        for r in loop(n_rows):
+            xr = x[r]
+            segs = np.empty((n_seg, nperseg))
             for s in range(n_seg):
-                v = spec[s, k]
-                acc += v.real * v.real + v.imag * v.imag
-            o[k] = acc * scale[k]
+                _prepare_segment(xr, s * hop, nperseg, win, detrend, segs[s], tt, tt_ss)
+            spec = np.fft.rfft(segs)  # one batched call per row: all of its segments
+            o = out[r]
+            for k in range(n_freq):
+                acc = 0.0
+                for s in range(n_seg):
+                    v = spec[s, k]
+                    acc += v.real * v.real + v.imag * v.imag
+                o[k] = acc * scale[k]
+
+    return _welch_rocket
+
+
+_welch_rocket = ForkAwareKernel(_make_welch_rocket)
 
 
 # The fallback kernels are serial on purpose: scipy.fft's worker threads do the parallel
@@ -247,6 +256,8 @@ def welch_psd(x, fs=1.0, nperseg=256, noverlap=None, window="hann", detrend="con
 
 
 def _check_fs(fs):
+    if isinstance(fs, (bool, np.bool_, str, bytes)):  # float() would take True and "250"
+        raise ValueError(f"fs must be a positive number, got {fs!r}")
     try:
         fs = float(fs)
     except (TypeError, ValueError):

@@ -10,7 +10,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ._validation import _as_real_signal, _check_int, _raise_nonfinite, _rows_last
+from ._parallel import ForkAwareKernel
+from ._validation import _as_real_signal, _check_int, _raise_nonfinite, _row_chunks, _rows_last
 
 #: Feature names accepted by :func:`window_features`, in their kernel code order.
 WINDOW_FEATURES = (
@@ -75,166 +76,192 @@ def _write_features(codes, o, w, mean, m2, m3, m4, mn, mx, ll, zc, width):
                 o[w, j] = (m4 / width) / (var * var) - 3.0
 
 
-@nb.njit(parallel=True, cache=True, fastmath=_FM)
-def _direct_kernel(x, width, step, n_win, codes, out, finite):
-    """Every feature, window by window: two passes over each window (it stays in L1)."""
-    need_mom = False
-    need_hi = False
-    need_ll = False
-    need_zc = False
-    need_mm = False
-    for j in range(codes.shape[0]):
-        c = codes[j]
-        if c == 1 or c == 2 or c == 5 or c == 9 or c == 10:
-            need_mom = True
-        if c == 9 or c == 10:
-            need_hi = True
-        if c == 7:
-            need_ll = True
-        if c == 8:
-            need_zc = True
-        if c == 3 or c == 4 or c == 6:
-            need_mm = True
-    n_rows = x.shape[0]
-    n_chunks = (n_win + _CHUNK - 1) // _CHUNK
-    for task in nb.prange(n_rows * n_chunks):
-        r = task // n_chunks
-        w0 = (task - r * n_chunks) * _CHUNK
-        xr = x[r]
-        o = out[r]
-        ok = True
-        for w in range(w0, min(w0 + _CHUNK, n_win)):
-            seg = xr[w * step : w * step + width]  # contiguous 1-D slice: vectorisable loops
-            # Pass 1: sum shifted by the first sample (keeps a DC offset out of the rounding
-            # error), extremes, line length, zero crossings.
-            shift = seg[0]
-            acc = 0.0
-            for k in range(width):
-                acc += seg[k] - shift
-            mn = np.inf
-            mx = -np.inf
-            if need_mm:
+def _make_direct_kernel(parallel):
+    loop = nb.prange if parallel else range  # serial in forked children
+
+    @nb.njit(parallel=parallel, cache=True, fastmath=_FM)
+    def _direct_kernel(x, width, step, n_win, codes, out, finite):
+        """Every feature, window by window: two passes over each window (it stays in L1)."""
+        need_mom = False
+        need_hi = False
+        need_ll = False
+        need_zc = False
+        need_mm = False
+        for j in range(codes.shape[0]):
+            c = codes[j]
+            if c == 1 or c == 2 or c == 5 or c == 9 or c == 10:
+                need_mom = True
+            if c == 9 or c == 10:
+                need_hi = True
+            if c == 7:
+                need_ll = True
+            if c == 8:
+                need_zc = True
+            if c == 3 or c == 4 or c == 6:
+                need_mm = True
+        n_rows = x.shape[0]
+        n_chunks = (n_win + _CHUNK - 1) // _CHUNK
+        for task in loop(n_rows * n_chunks):
+            r = task // n_chunks
+            w0 = (task - r * n_chunks) * _CHUNK
+            xr = x[r]
+            o = out[r]
+            ok = True
+            for w in range(w0, min(w0 + _CHUNK, n_win)):
+                seg = xr[w * step : w * step + width]  # contiguous 1-D slice: vectorisable loops
+                # Pass 1: sum shifted by the first sample (keeps a DC offset out of the rounding
+                # error), extremes, line length, zero crossings.
+                shift = seg[0]
+                acc = 0.0
                 for k in range(width):
-                    mn = min(mn, seg[k])
-                    mx = max(mx, seg[k])
-            ll = 0.0
-            if need_ll:
-                for k in range(1, width):
-                    ll += abs(seg[k] - seg[k - 1])
-            zc = 0.0
-            if need_zc:
-                for k in range(1, width):
-                    if (seg[k] < 0.0) != (seg[k - 1] < 0.0):
-                        zc += 1.0
-            ok = ok and math.isfinite(acc) and math.isfinite(ll)
-            d = acc / width
-            # Pass 2: centred moments around the window mean.
-            m2 = 0.0
-            m3 = 0.0
-            m4 = 0.0
-            if need_hi:
-                for k in range(width):
-                    e = (seg[k] - shift) - d
-                    e2 = e * e
-                    m2 += e2
-                    m3 += e2 * e
-                    m4 += e2 * e2
-            elif need_mom:
-                for k in range(width):
-                    e = (seg[k] - shift) - d
-                    m2 += e * e
-            _write_features(codes, o, w, shift + d, m2, m3, m4, mn, mx, ll, zc, width)
-        finite[task] = ok
+                    acc += seg[k] - shift
+                mn = np.inf
+                mx = -np.inf
+                if need_mm:
+                    for k in range(width):
+                        mn = min(mn, seg[k])
+                        mx = max(mx, seg[k])
+                ll = 0.0
+                if need_ll:
+                    for k in range(1, width):
+                        ll += abs(seg[k] - seg[k - 1])
+                zc = 0.0
+                if need_zc:
+                    for k in range(1, width):
+                        if (seg[k] < 0.0) != (seg[k - 1] < 0.0):
+                            zc += 1.0
+                ok = ok and math.isfinite(acc) and math.isfinite(ll)
+                d = acc / width
+                # Pass 2: centred moments around the window mean.
+                m2 = 0.0
+                m3 = 0.0
+                m4 = 0.0
+                if need_hi:
+                    for k in range(width):
+                        e = (seg[k] - shift) - d
+                        e2 = e * e
+                        m2 += e2
+                        m3 += e2 * e
+                        m4 += e2 * e2
+                elif need_mom:
+                    for k in range(width):
+                        e = (seg[k] - shift) - d
+                        m2 += e * e
+                _write_features(codes, o, w, shift + d, m2, m3, m4, mn, mx, ll, zc, width)
+            finite[task] = ok
+
+    return _direct_kernel
 
 
-@nb.njit(parallel=True, cache=True, fastmath=_FM)
-def _block_summaries(x, g, n_blk, need_mm, shift, dmean, m2, bmin, bmax, finite):
-    """Summaries of the blocks ``[b*g, (b+1)*g)``: shift, mean - shift, centred M2, min, max."""
-    n_rows = x.shape[0]
-    n_chunks = (n_blk + _CHUNK - 1) // _CHUNK
-    for task in nb.prange(n_rows * n_chunks):
-        r = task // n_chunks
-        b0 = (task - r * n_chunks) * _CHUNK
-        xr = x[r]
-        shr = shift[r]
-        dr = dmean[r]
-        qr = m2[r]
-        ok = True
-        for b in range(b0, min(b0 + _CHUNK, n_blk)):
-            seg = xr[b * g : (b + 1) * g]
-            # One pass with the block's first sample as shift: M2 = S2 - S1**2 / g. As k0 is
-            # one of the samples, (k0 - mean)**2 <= M2, so S2 <= (g + 1) * M2 and the
-            # cancellation costs at most a factor g + 1 in relative error (~1e-14 at g = 32).
-            k0 = seg[0]
-            acc = 0.0
-            acc2 = 0.0
-            for k in range(g):
-                e = seg[k] - k0
-                acc += e
-                acc2 += e * e
-            d = acc / g
-            q = max(acc2 - acc * d, 0.0)
-            shr[b] = k0
-            dr[b] = d
-            qr[b] = q
-            ok = ok and math.isfinite(acc) and math.isfinite(q)
-            if need_mm:
-                lo = np.inf
-                hi = -np.inf
+_direct_kernel = ForkAwareKernel(_make_direct_kernel)
+
+
+def _make_block_summaries(parallel):
+    loop = nb.prange if parallel else range  # serial in forked children
+
+    @nb.njit(parallel=parallel, cache=True, fastmath=_FM)
+    def _block_summaries(x, g, n_blk, need_mm, shift, dmean, m2, bmin, bmax, finite):
+        """Summaries of the blocks ``[b*g, (b+1)*g)``: shift, mean - shift, centred M2, min, max."""
+        n_rows = x.shape[0]
+        n_chunks = (n_blk + _CHUNK - 1) // _CHUNK
+        for task in loop(n_rows * n_chunks):
+            r = task // n_chunks
+            b0 = (task - r * n_chunks) * _CHUNK
+            xr = x[r]
+            shr = shift[r]
+            dr = dmean[r]
+            qr = m2[r]
+            ok = True
+            for b in range(b0, min(b0 + _CHUNK, n_blk)):
+                seg = xr[b * g : (b + 1) * g]
+                # One pass with the block's first sample as shift: M2 = S2 - S1**2 / g. As k0 is
+                # one of the samples, (k0 - mean)**2 <= M2, so S2 <= (g + 1) * M2 and the
+                # cancellation costs at most a factor g + 1 in relative error (~1e-14 at g = 32).
+                k0 = seg[0]
+                acc = 0.0
+                acc2 = 0.0
                 for k in range(g):
-                    lo = min(lo, seg[k])
-                    hi = max(hi, seg[k])
-                bmin[r, b] = lo
-                bmax[r, b] = hi
-        finite[task] = ok
+                    e = seg[k] - k0
+                    acc += e
+                    acc2 += e * e
+                d = acc / g
+                q = max(acc2 - acc * d, 0.0)
+                shr[b] = k0
+                dr[b] = d
+                qr[b] = q
+                ok = ok and math.isfinite(acc) and math.isfinite(q)
+                if need_mm:
+                    lo = np.inf
+                    hi = -np.inf
+                    for k in range(g):
+                        lo = min(lo, seg[k])
+                        hi = max(hi, seg[k])
+                    bmin[r, b] = lo
+                    bmax[r, b] = hi
+            finite[task] = ok
+
+    return _block_summaries
 
 
-@nb.njit(parallel=True, cache=True, fastmath=_FM)
-def _block_combine(shift, dmean, m2, bmin, bmax, g, per_win, blk_step, n_win, need_mm, codes, out):
-    """Merge ``per_win`` consecutive block summaries into window statistics.
+_block_summaries = ForkAwareKernel(_make_block_summaries)
 
-    Block means are kept as ``shift + d`` with ``shift`` a data sample, and the window's
-    centred M2 is ``sum M2_b + g * sum (m_b - m_w)**2`` with every difference taken
-    between shifts first (exact for nearby values), so large offsets do not leak into
-    the variance: the result is as accurate as a two-pass computation over the window.
-    """
-    n_rows = shift.shape[0]
-    width = g * per_win
-    # The most common request gets a branch-free write.
-    mean_std = codes.shape[0] == 2 and codes[0] == 0 and codes[1] == 1
-    n_chunks = (n_win + _CHUNK - 1) // _CHUNK
-    for task in nb.prange(n_rows * n_chunks):
-        r = task // n_chunks
-        w0 = (task - r * n_chunks) * _CHUNK
-        shr = shift[r]
-        dr = dmean[r]
-        qr = m2[r]
-        o = out[r]
-        for w in range(w0, min(w0 + _CHUNK, n_win)):
-            b0 = w * blk_step
-            ref = shr[b0]
-            acc = 0.0
-            for j in range(b0, b0 + per_win):
-                acc += (shr[j] - ref) + dr[j]
-            dm = acc / per_win
-            q = 0.0
-            between = 0.0
-            for j in range(b0, b0 + per_win):
-                e = ((shr[j] - ref) + dr[j]) - dm
-                q += qr[j]
-                between += e * e
-            mn = np.inf
-            mx = -np.inf
-            if need_mm:
+
+def _make_block_combine(parallel):
+    loop = nb.prange if parallel else range  # serial in forked children
+
+    @nb.njit(parallel=parallel, cache=True, fastmath=_FM)
+    def _block_combine(
+        shift, dmean, m2, bmin, bmax, g, per_win, blk_step, n_win, need_mm, codes, out
+    ):
+        """Merge ``per_win`` consecutive block summaries into window statistics.
+
+        Block means are kept as ``shift + d`` with ``shift`` a data sample, and the window's
+        centred M2 is ``sum M2_b + g * sum (m_b - m_w)**2`` with every difference taken
+        between shifts first (exact for nearby values), so large offsets do not leak into
+        the variance: the result is as accurate as a two-pass computation over the window.
+        """
+        n_rows = shift.shape[0]
+        width = g * per_win
+        # The most common request gets a branch-free write.
+        mean_std = codes.shape[0] == 2 and codes[0] == 0 and codes[1] == 1
+        n_chunks = (n_win + _CHUNK - 1) // _CHUNK
+        for task in loop(n_rows * n_chunks):
+            r = task // n_chunks
+            w0 = (task - r * n_chunks) * _CHUNK
+            shr = shift[r]
+            dr = dmean[r]
+            qr = m2[r]
+            o = out[r]
+            for w in range(w0, min(w0 + _CHUNK, n_win)):
+                b0 = w * blk_step
+                ref = shr[b0]
+                acc = 0.0
                 for j in range(b0, b0 + per_win):
-                    mn = min(mn, bmin[r, j])
-                    mx = max(mx, bmax[r, j])
-            if mean_std:
-                o[w, 0] = ref + dm
-                o[w, 1] = math.sqrt((q + g * between) / width)
-            else:
-                _write_features(codes, o, w, ref + dm, q + g * between, 0.0, 0.0, mn, mx, 0.0,
-                                0.0, width)
+                    acc += (shr[j] - ref) + dr[j]
+                dm = acc / per_win
+                q = 0.0
+                between = 0.0
+                for j in range(b0, b0 + per_win):
+                    e = ((shr[j] - ref) + dr[j]) - dm
+                    q += qr[j]
+                    between += e * e
+                mn = np.inf
+                mx = -np.inf
+                if need_mm:
+                    for j in range(b0, b0 + per_win):
+                        mn = min(mn, bmin[r, j])
+                        mx = max(mx, bmax[r, j])
+                if mean_std:
+                    o[w, 0] = ref + dm
+                    o[w, 1] = math.sqrt((q + g * between) / width)
+                else:
+                    _write_features(codes, o, w, ref + dm, q + g * between, 0.0, 0.0, mn, mx, 0.0,
+                                    0.0, width)
+
+    return _block_combine
+
+
+_block_combine = ForkAwareKernel(_make_block_combine)
 
 
 def window_features(x, width, step, features=WINDOW_FEATURES, axis=-1):
@@ -335,18 +362,29 @@ def window_features(x, width, step, features=WINDOW_FEATURES, axis=-1):
         finite = np.empty(rows.shape[0] * -(-n_blk // _CHUNK), dtype=np.bool_)
         _block_summaries(rows, g, n_blk, need_mm, shift, dmean, m2, bmin, bmax, finite)
         if not finite.all():
-            _raise_nonfinite(rows)
+            _raise_nonfinite_or_overflow(rows)
         _block_combine(shift, dmean, m2, bmin, bmax, g, width // g, step // g, n_win, need_mm,
                        codes, out)
     elif rows.shape[0]:
         finite = np.empty(rows.shape[0] * -(-n_win // _CHUNK), dtype=np.bool_)
         _direct_kernel(rows, width, step, n_win, codes, out, finite)
         if not finite.all():
-            _raise_nonfinite(rows)
+            _raise_nonfinite_or_overflow(rows)
     # Samples after the last window, and between windows when ``step > width``, are not
     # read by the kernels; the NaN policy covers them too.
     _raise_nonfinite(rows if step > width else rows[:, (n_win - 1) * step + width:])
     return out.reshape(batch_shape + (n_win, len(features)))
+
+
+def _raise_nonfinite_or_overflow(rows):
+    """The kernels' sums were not finite: the input holds NaN or infinity (the documented
+    error), or finite samples near the largest float whose sums overflow."""
+    _raise_nonfinite(rows)
+    raise ValueError(
+        "x is finite, but sums over its windows overflow float64 (samples near "
+        f"{np.abs(rows).max():.3g}); divide the signal by a constant first (the statistics "
+        "scale with it)"
+    )
 
 
 def _check_features(features):
@@ -446,6 +484,15 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         features, fill = self._checked()
+        F = np.empty((X.shape[0], len(features)))
+        # in row chunks: windows from sliding_windows overlap, and a contiguous copy of all
+        # of them at once can be many times the signal's size
+        for rows in _row_chunks(X.shape[0], X.shape[1]):
+            F[rows] = self._statistics(X[rows], features, fill)
+        return F
+
+    @staticmethod
+    def _statistics(X, features, fill):
         shape = [j for j, name in enumerate(features) if name in ("skewness", "kurtosis")]
         rest = [j for j in range(len(features)) if j not in shape]
         F = np.empty((X.shape[0], len(features)))
