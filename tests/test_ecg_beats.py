@@ -317,8 +317,16 @@ def test_local_rr_is_the_median_of_the_intervals_before_the_pre_rr():
     samples = np.round(np.concatenate([[0.0], np.cumsum(rr)]) * fs).astype(np.int64)
     pre, post, local, _ = _rhythm(samples, fs, local_beats=3)
     r = np.diff(samples) / fs
+    med = np.median(r)
     for i in range(2, len(samples)):
-        # beat i's own pre-RR is r[i - 1]; its local rhythm, the 3 intervals before that one
-        assert local[i] == np.median(r[max(0, i - 4): i - 1]), i
+        # beat i's own pre-RR is r[i - 1]; its local rhythm, the 3 intervals before that one,
+        # made up to 3 with the record's median RR at the start of the record
+        previous = r[max(0, i - 4): i - 1]
+        previous = np.r_[previous, np.full(3 - len(previous), med)]
+        assert local[i] == np.median(previous), i
+    # the third beat's local rhythm is not the one premature interval before its own
+    samples = np.round(np.cumsum(np.r_[0.0, 0.4, 1.0, 1.0, 1.0, 1.0, 1.0]) * fs).astype(int)
+    _, _, local, med = _rhythm(samples, fs, local_beats=3)
+    assert local[2] == med == 1.0
     np.testing.assert_allclose(pre[1:], r)
     np.testing.assert_allclose(post[:-1], r)

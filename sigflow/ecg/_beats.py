@@ -146,7 +146,13 @@ def _rhythm(samples, fs, local_beats):
     for i in range(2, n):
         # RR intervals before this beat's own pre-RR: rr[i-1-k] for k = 1..local_beats
         lo = max(0, i - 1 - local_beats)
-        local[i] = np.median(rr[lo: i - 1])
+        previous = rr[lo: i - 1]
+        if previous.size < local_beats:
+            # the first beats of a record: the intervals there are, made up to local_beats
+            # with the record's median (the median of one interval, say a premature beat's,
+            # made the third beat of a record its most abnormal one)
+            previous = np.concatenate([previous, np.full(local_beats - previous.size, med)])
+        local[i] = np.median(previous)
     eps = 1e-3
     pre = np.maximum(pre, eps)
     post = np.maximum(post, eps)
@@ -216,7 +222,8 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
       the record's median beat;
     - rhythm: log ratios of the pre-RR and post-RR intervals to the record's
       median RR, of the pre-RR to the local RR (median of the previous
-      ``local_beats`` intervals), of post-RR to pre-RR (prematurity and
+      ``local_beats`` intervals, made up with the record's median RR for the
+      first beats of a record), of post-RR to pre-RR (prematurity and
       compensatory pause), and of the local RR to the record median; each
       divided by its robust spread over the record (1.4826 x median absolute
       deviation, at least 0.02), so prematurity is measured against how
