@@ -34,7 +34,9 @@ output, per record (in --out):
               set for about 1 % false alarms on normal beats like the training beats; on
               other patients' records it is often many more)
   RECORD.png  the ECG trace with beats coloured by anomaly score = threshold - score
-              (> 0: flagged); --plot-start/--plot-duration choose the span (needs
+              (> 0: flagged, red; the same colour scale for every record of a run); by
+              default the 60 s around the beat with the highest score (the whole record
+              when shorter); --plot-start/--plot-duration choose the span (needs
               matplotlib: pip install "sigflow[plot]")
 
 examples:
@@ -78,6 +80,29 @@ def _positive_float(text):
 
 def _non_negative_float(text):
     return _float_above(text, 0.0, False, "a number >= 0")
+
+
+#: Seconds of a record the PNG shows unless told otherwise: half an hour of MIT-BIH in one
+#: figure is a solid block of trace.
+PLOT_SPAN_S = 60.0
+
+
+def _plot_duration(text):
+    if text.strip().lower() == "all":
+        return math.inf
+    return _positive_float(text)
+
+
+def _plot_span(length, times, anomaly, start, duration):
+    """``(start, duration or None)`` of the span to draw (see ``--plot-start``)."""
+    duration = PLOT_SPAN_S if duration is None else duration
+    if start is None:
+        if length <= duration or not len(times):
+            return 0.0, None if math.isinf(duration) else duration
+        finite = np.where(np.isfinite(anomaly), anomaly, np.inf)  # -inf log-likelihood: top
+        top = float(times[int(np.argmax(finite))])
+        start = min(max(top - duration / 2, 0.0), length - duration)
+    return start, None if math.isinf(duration) else duration
 
 
 def _seed(text):
@@ -129,13 +154,14 @@ def _build_parser():
         )
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
         p.add_argument(
-            "--plot-start", type=_non_negative_float, default=0.0,
-            help="start of the span the PNG shows, in seconds (default: 0)",
+            "--plot-start", type=_non_negative_float, default=None,
+            help="start of the span the PNG shows, in seconds (default: the span is centred "
+            "on the beat with the highest anomaly score)",
         )
         p.add_argument(
-            "--plot-duration", type=_positive_float, default=None,
-            help="length of the span the PNG shows, in seconds (default: the whole record; "
-            "a long record's beats crowd one figure, so try 60)",
+            "--plot-duration", type=_plot_duration, default=None,
+            help=f"length of the span the PNG shows, in seconds, or 'all' for the whole "
+            f"record (default: {PLOT_SPAN_S:g}; longer spans crowd the beats)",
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -237,7 +263,7 @@ def run_detection(
     max_iter=None,
     finetune_iter=None,
     stream=None,
-    plot_start=0.0,
+    plot_start=None,
     plot_duration=None,
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
@@ -248,6 +274,10 @@ def run_detection(
     lacks it; a lead given by name or index must exist in every record (ValueError).
     Records given twice (by record name) are a ValueError, among the records to score and
     among the training records alike.
+
+    The PNG shows ``plot_duration`` seconds (default :data:`PLOT_SPAN_S`; ``math.inf``:
+    the whole record) from ``plot_start``, or centred on the beat with the highest anomaly
+    score when ``plot_start`` is None; every record's colours use one scale.
 
     Returns a dict with the fitted detector, the per-record results and the output paths,
     and the names of the skipped records (``"skipped"``).
@@ -340,10 +370,6 @@ def run_detection(
                         f"{flow_det.offset_:.6g}",
                     )
                 )
-        png_path = (
-            _plot(record, b, score, flow_det.offset_, out, plot_start, plot_duration)
-            if plot else None
-        )
         results.append(
             {
                 "beats": b,
@@ -351,17 +377,27 @@ def run_detection(
                 "pvalue": pvalue,
                 "flag": flag,
                 "csv": csv_path,
-                "png": png_path,
+                "png": None,
+                "record": record,
             }
         )
         print(f"{b.record}: {len(b)} beats, {int(flag.sum())} flagged -> {csv_path}", file=stream)
+    if plot and results:
+        # one colour scale for the run: a colour means the same score in every record
+        anomaly = np.concatenate([flow_det.offset_ - r["score"] for r in results])
+        for r in results:
+            r["png"] = _plot(r["record"], r["beats"], r["score"], flow_det.offset_, out,
+                             plot_start, plot_duration, anomaly)
+    for r in results:
+        del r["record"]
     skipped = [b.record for _, b in loaded if not len(b)]
     return {"detector": detector, "results": results, "skipped": skipped}
 
 
-def _plot_figure(record, beats, score, offset, start=0.0, duration=None):
-    """The trace of the channel the beats come from, beats coloured by anomaly score."""
-    from sigflow.ecg import plot_scores
+def _plot_figure(record, beats, score, offset, start=0.0, duration=None, run_anomaly=None):
+    """The trace of the channel the beats come from, beats coloured by anomaly score
+    (on the colour scale of ``run_anomaly``, all records' anomaly scores, when given)."""
+    from sigflow.ecg import plot_scores, score_color_norm
 
     channel = beats.channel
     if channel is None:  # Beats made without a channel index: find the lead by name
@@ -381,10 +417,11 @@ def _plot_figure(record, beats, score, offset, start=0.0, duration=None):
         duration=duration,
         title=f"{beats.record}: anomaly score = threshold - log-likelihood, flagged above 0 "
         f"(threshold {offset:.4g})",
+        norm=None if run_anomaly is None else score_color_norm(run_anomaly, 0.0),
     )
 
 
-def _plot(record, beats, score, offset, out, start=0.0, duration=None):
+def _plot(record, beats, score, offset, out, start=None, duration=None, run_anomaly=None):
     try:
         import matplotlib
 
@@ -395,13 +432,14 @@ def _plot(record, beats, score, offset, out, start=0.0, duration=None):
     import matplotlib.pyplot as plt
 
     length = record.signal.shape[0] / record.fs
-    if start >= length:
+    if start is not None and start >= length:
         print(f"{beats.record}: no PNG, --plot-start {start:g} s is beyond the record "
               f"({length:g} s)", file=sys.stderr)
         return None
-    fig = _plot_figure(record, beats, score, offset, start, duration)
+    start, duration = _plot_span(length, beats.times, offset - score, start, duration)
+    fig = _plot_figure(record, beats, score, offset, start, duration, run_anomaly)
     path = out / f"{beats.record}.png"
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 

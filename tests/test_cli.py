@@ -364,6 +364,28 @@ def test_plot_span_options(tmp_path):
             main(["detect", record, "--out", str(tmp_path), *bad])
 
 
+def test_the_default_plot_span_is_a_minute_around_the_most_abnormal_beat():
+    # Half an hour of MIT-BIH in one figure was a solid block of trace: the PNG now shows
+    # PLOT_SPAN_S seconds centred on the beat with the highest anomaly score.
+    import math
+
+    from sigflow.cli import PLOT_SPAN_S, _plot_duration, _plot_span
+
+    times = np.arange(0.5, 1800.0, 0.8)
+    anomaly = np.zeros(len(times))
+    anomaly[1000] = 50.0  # at 800.5 s
+    assert _plot_span(1800.0, times, anomaly, None, None) == (800.5 - PLOT_SPAN_S / 2,
+                                                             PLOT_SPAN_S)
+    anomaly[1000], anomaly[2] = 0.0, np.inf  # a beat without density is the top one...
+    assert _plot_span(1800.0, times, anomaly, None, None) == (0.0, PLOT_SPAN_S)  # ...clamped
+    anomaly[2], anomaly[-1] = 0.0, 9.0
+    assert _plot_span(1800.0, times, anomaly, None, 100.0) == (1700.0, 100.0)
+    assert _plot_span(1800.0, times, anomaly, 12.0, None) == (12.0, PLOT_SPAN_S)  # as asked
+    assert _plot_span(40.0, times[:50], anomaly[:50], None, None) == (0.0, PLOT_SPAN_S)
+    assert _plot_span(1800.0, times, anomaly, None, _plot_duration("all")) == (0.0, None)
+    assert math.isinf(_plot_duration("ALL")) and _plot_duration("5") == 5.0
+
+
 def test_detection_pvalues_are_the_detectors(tmp_path):
     run = run_detection(example_records()[:1], out=tmp_path, max_iter=20, plot=False,
                         quiet=True, stream=io.StringIO())

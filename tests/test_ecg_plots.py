@@ -83,3 +83,40 @@ def test_plot_scores_refuses_a_start_beyond_the_signal():
     sig, fs, ann = make_synthetic_ecg(duration=10, random_state=0)
     with pytest.raises(ValueError, match="beyond the signal"):
         plot_scores(sig, fs, ann["sample"], np.zeros(len(ann["sample"])), start=10.0)
+
+
+def test_colours_split_at_the_threshold_and_survive_an_extreme_beat():
+    # Limits at the 1st-99th percentiles on a linear map let one extreme beat put all the
+    # others into one colour, and the same colour meant flagged in one record and not in
+    # another. Colours now follow the rank on each side of the threshold.
+    from sigflow.ecg import score_color_norm
+
+    rng = np.random.default_rng(0)
+    normal = np.clip(rng.normal(0.0, 1.0, 500), -3.0, 2.9)
+    scores = np.r_[normal, 4.0, 6.0, 2e4, -np.inf, np.nan]
+    norm = score_color_norm(scores, threshold=3.0)
+    assert float(norm(3.0)) == pytest.approx(0.5)
+    c = np.asarray(norm(np.sort(normal)))
+    assert np.all(np.diff(c) >= 0) and c.max() < 0.5  # unflagged: the lower half, in order
+    assert c[-1] - c[0] > 0.4  # the normal beats span most of it despite the 2e4 one
+    assert 0.5 < float(norm(4.0)) < float(norm(6.0)) < float(norm(2e4)) <= 1.0
+    # one scale for a run: a second record's beats get the colours of their scores
+    other = score_color_norm(np.r_[normal, 5.0], threshold=3.0)
+    assert float(other(3.0)) == 0.5 and float(other(5.0)) > 0.5
+    # without a threshold the median is the middle
+    assert float(score_color_norm(normal)(np.median(normal))) == pytest.approx(0.5, abs=0.01)
+
+
+def test_score_histogram_spreads_the_bulk_beside_extreme_scores():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(1)
+    scores = np.r_[rng.normal(0, 1, 1000), [5e4, 8e4]]
+    labels = np.r_[["N"] * 1000, ["V", "V"]]
+    fig = plot_score_histogram(scores, labels, threshold=3.0, bins=50)
+    ax = fig.axes[0]
+    n_patch = [p for p in ax.patches if p.get_label().startswith("N")][0]
+    heights = n_patch.get_path().vertices[:, 1]
+    assert np.count_nonzero(heights > 0.5) >= 2 * 10  # the 1000 beats fill many bins, not one
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "beats"
+    plt.close(fig)

@@ -17,7 +17,7 @@ from ._beats import Beats, load_beats, segment_beats
 from ._detector import make_beat_detector
 from ._example_data import example_records
 from ._filters import bandpass_ecg
-from ._plots import plot_score_histogram, plot_scores
+from ._plots import plot_score_histogram, plot_scores, score_color_norm
 from ._record import ECGRecord, RecordFormatError, load_record
 from ._rpeaks import detect_r_peaks, rpeak_accuracy
 from ._synthetic import EXAMPLE_RECORDS, make_synthetic_ecg, write_synthetic_record
@@ -39,6 +39,7 @@ __all__ = [
     "make_synthetic_ecg",
     "plot_score_histogram",
     "plot_scores",
+    "score_color_norm",
     "rpeak_accuracy",
     "segment_beats",
     "write_synthetic_record",
