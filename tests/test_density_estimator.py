@@ -807,3 +807,37 @@ def test_hutchinson_training_draws_new_probes(method, params):
     reported = est.score_samples(X_test).mean()
     est.probes_ = None  # the exact trace
     assert reported - est.score_samples(X_test).mean() < 2.5
+
+
+def test_the_kept_float32_flow_follows_the_weights_and_solver(fitted_2d):
+    # keyed on the flow object alone, it kept scoring old weights after a load_state_dict
+    import copy
+
+    est, X = fitted_2d
+    fast = copy.deepcopy(est).set_params(inference_dtype="float32")
+    other = copy.deepcopy(est).set_params(random_state=1, max_iter=30, finetune_iter=0)
+    other.fit(X[:400])  # the same architecture, other weights
+    before = fast.score_samples(X[:3])
+    fast.flow_.load_state_dict(other.flow_.state_dict())
+    after = fast.score_samples(X[:3])
+    exact = fast.set_params(inference_dtype="float64").score_samples(X[:3])
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, exact, rtol=1e-5, atol=1e-4)
+    fast.set_params(inference_dtype="float32")
+    fast.flow_.solver = "euler"
+    np.testing.assert_allclose(
+        fast.score_samples(X[:3]),
+        fast.set_params(inference_dtype="float64").score_samples(X[:3]), rtol=1e-5, atol=1e-4,
+    )
+
+
+def test_scoring_does_not_change_the_pickle(fitted_2d):
+    # the flow's count of its last call's evaluations went into the pickle: a model pickled
+    # after scoring differed from the one before, and joblib.Memory missed its cache
+    import copy
+
+    est, X = fitted_2d
+    est = copy.deepcopy(est)
+    before = pickle.dumps(est)
+    est.score_samples(X[:5])
+    assert pickle.dumps(est) == before

@@ -120,3 +120,15 @@ def test_score_histogram_spreads_the_bulk_beside_extreme_scores():
     assert np.count_nonzero(heights > 0.5) >= 2 * 10  # the 1000 beats fill many bins, not one
     assert ax.get_yscale() == "log" and ax.get_ylabel() == "beats"
     plt.close(fig)
+
+
+def test_plots_of_scores_near_the_largest_float_return():
+    # the tick loop of the compressed axes overflowed to inf and never ended
+    import matplotlib.pyplot as plt
+
+    scores = np.array([0.0, 1.0, 2.0, 5e307, -1e308])
+    sig = np.zeros(3600)
+    fig = plot_scores(sig, 360.0, np.array([100, 900, 1700, 2500, 3300]), scores,
+                      threshold=1.5)
+    plt.close(fig)
+    plt.close(plot_score_histogram(scores, threshold=1.5))

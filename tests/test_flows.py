@@ -1104,3 +1104,12 @@ def test_the_warmup_multiplies_the_cosine_schedule():
         assert max(rates) == pytest.approx(peak, abs=1e-4)
         assert int(np.argmax(rates)) == at
         assert rates[-1] == pytest.approx(0.05, abs=1e-3)
+
+
+def test_state_dict_refuses_an_unknown_solver():
+    g = torch.Generator().manual_seed(0)
+    flow = Flow([FlowBlock(VelocityMLP(2, (8,), generator=g))])
+    state = flow.state_dict()
+    state["_extra_state"] = {"n_steps": 4, "solver": "bogus"}
+    with pytest.raises(ValueError, match="solver must be one of"):
+        flow.load_state_dict(state)

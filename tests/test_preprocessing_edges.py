@@ -53,3 +53,24 @@ def test_skewness_of_tiny_variation_on_a_large_offset():
     np.testing.assert_allclose(got, ref, rtol=1e-3)
 
 
+
+
+@pytest.mark.parametrize("width,step", [(8, 4), (8, 3)])  # the blocked and the direct kernel
+def test_overflowing_window_sums_raise_on_both_kernels(width, step):
+    from sigflow.preprocessing import window_features
+
+    x = np.tile([1e200, -1e200], 16)
+    with pytest.raises(ValueError, match="sums over its windows overflow"):
+        window_features(x, width, step)
+    # a large mean with a small spread: rms is the mean, not inf (mean**2 overflowed)
+    big = np.full(64, 1e200)
+    np.testing.assert_allclose(window_features(big, width, step, features=("rms",)), 1e200)
+
+
+def test_spectral_features_refuse_a_segment_length_changed_since_fit():
+    from sigflow.preprocessing import SpectralFeatures
+
+    X = np.random.default_rng(2).normal(size=(3, 512))
+    sf = SpectralFeatures(fs=100.0, nperseg=64).fit(X)
+    with pytest.raises(ValueError, match="changed since fit"):
+        sf.set_params(nperseg=None).transform(X)  # None means 256 at fit, not the fitted 64

@@ -29,7 +29,9 @@ def reference_features(x, width, step):
             "var": C.var(-1),
             "min": W.min(-1),
             "max": W.max(-1),
-            "rms": np.sqrt((W * W).mean(-1)),
+            # rms**2 = mean**2 + var, without squaring the mean (1e-201 squared is 0 and
+            # 1e200 squared inf; the variance of such windows under- or overflows all the same)
+            "rms": np.hypot(W.mean(-1), C.std(-1)),
             "ptp": np.ptp(W, axis=-1),
             "line_length": np.abs(np.diff(W, axis=-1)).sum(-1),
             "zero_crossings": np.diff(W < 0, axis=-1).sum(-1).astype(float),

@@ -48,10 +48,12 @@ def _asinh_axis(ax, which, centre, width, lo, hi):
 
     getattr(ax, f"set_{which}scale")("function", functions=(forward, inverse))
     candidates = [centre]
-    step = width
-    while step <= 10 * max(abs(hi - centre), abs(centre - lo), width):
+    reach = max(abs(hi - centre), abs(centre - lo), width)
+    for k in range(40):  # bounded: scores near the largest float overflow any product
+        step = width * 10.0**k
+        if not step <= reach or not np.isfinite(step):
+            break
         candidates += [centre + step, centre - step]
-        step *= 10
     span = float(forward(hi + width) - forward(lo - width))
     ticks = []
     for t in candidates:  # centre first, then outwards; none closer than a sixth of the axis

@@ -53,7 +53,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
       the threshold is the lowest calibration score, which flags about ``1 / (n + 1)`` of
       new normal data for ``n`` calibration rows, and a warning says so). The guarantee
       assumes clean training data: outliers among the held-out rows lower the threshold,
-      one alone when there are fewer than 200 of them, and then fewer anomalies are
+      one alone when there are fewer than 199 of them, and then fewer anomalies are
       flagged; with contaminated training data set ``contamination`` instead.
     * ``contamination=c`` in (0, 0.5]: ``offset_`` is the ``c`` quantile of the scores of
       all training samples, so a fraction ``c`` of the training data is flagged
@@ -256,9 +256,10 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
             raise ValueError(f"n_score_draws must be a positive integer, got {draws!r}")
         with self._keeping_last_fit():  # a failed refit leaves the last fit as it was
             X = self._validate_training_data(X)
-            # Far rows are refused wherever the split puts them, so that whether the data
-            # are accepted does not depend on random_state (calibration rows never reach
-            # float32 training, but one such row would set the threshold alone).
+            # Far rows are refused wherever the split puts them (calibration rows never reach
+            # float32 training, but one such row would set the threshold alone). The flow's
+            # own rows are checked again against their own scale, which can still refuse
+            # rows of a column whose training rows nearly all share one value.
             location, scale, _ = _robust_location_scale(X)
             with np.errstate(over="ignore"):
                 _refuse_far_rows((X - location) / scale)

@@ -681,10 +681,14 @@ class BaseFlowEstimator(BaseEstimator):
             return self.flow_, dtype
         # Converted once per fitted flow, not per call: a copy per call made float32 slower
         # than float64 on small batches (row-by-row scoring). Not pickled (see __getstate__).
+        # The key follows the flow's weights (their in-place version counters: a
+        # load_state_dict or an optimiser step bumps them), device, steps and solver.
+        params = list(self.flow_.parameters())
+        key = (dtype, self.flow_.n_steps, self.flow_.solver,
+               tuple((p._version, p.device) for p in params))
         cached = getattr(self, "_converted_flow", None)
-        if (cached is None or cached[0] is not self.flow_ or cached[1] != dtype
-                or cached[2].n_steps != self.flow_.n_steps):
-            cached = self._converted_flow = (self.flow_, dtype,
+        if cached is None or cached[0] is not self.flow_ or cached[1] != key:
+            cached = self._converted_flow = (self.flow_, key,
                                              copy.deepcopy(self.flow_).to(dtype))
         return cached[2], dtype
 

@@ -209,8 +209,21 @@ class Flow(nn.Module):
         return {"n_steps": self.n_steps, "solver": self.solver}
 
     def set_extra_state(self, state):
+        solver = state["solver"]
+        if solver not in (*FIXED_STEP_SOLVERS, "dopri5"):
+            raise ValueError(
+                f"solver must be one of {(*FIXED_STEP_SOLVERS, 'dopri5')}, got {solver!r}"
+            )
         self.n_steps = check_n_steps(state["n_steps"])
-        self.solver = state["solver"]
+        self.solver = solver
+
+    def __getstate__(self):
+        # last_nfe counts the last call's evaluations: not part of the model, and it would
+        # make a scored flow pickle (and hash, for joblib.Memory) differently
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["last_nfe"] = 0
+        return state
 
     def forward(self, x, *, logdet=False, probes=None, n_blocks=None, solver=None, workspace=None):
         """Push data to latent space. Returns ``(z, logdet or None)``.

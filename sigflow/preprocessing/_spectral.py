@@ -170,7 +170,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         fs = _check_fs(self.fs)
-        nperseg = self.nperseg_ if self.nperseg is None else self.nperseg
+        nperseg = min(256, X.shape[1]) if self.nperseg is None else self.nperseg  # as fit
         if nperseg != self.nperseg_ or not np.array_equal(
             self.freqs_, np.fft.rfftfreq(self.nperseg_, d=1.0 / fs)
         ):

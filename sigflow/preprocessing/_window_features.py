@@ -57,7 +57,7 @@ def _write_features(codes, o, w, mean, m2, m3, m4, mn, mx, ll, zc, width):
         elif c == 4:
             o[w, j] = mx
         elif c == 5:
-            o[w, j] = math.sqrt(mean * mean + var)
+            o[w, j] = math.hypot(mean, math.sqrt(var))  # no overflow of mean**2
         elif c == 6:
             o[w, j] = mx - mn
         elif c == 7:
@@ -147,6 +147,7 @@ def _make_direct_kernel(parallel):
                     for k in range(width):
                         e = (seg[k] - shift) - d
                         m2 += e * e
+                ok = ok and math.isfinite(m2) and math.isfinite(m3) and math.isfinite(m4)
                 _write_features(codes, o, w, shift + d, m2, m3, m4, mn, mx, ll, zc, width)
             finite[task] = ok
 
@@ -316,8 +317,11 @@ def window_features(x, width, step, features=WINDOW_FEATURES, axis=-1):
     ------
     ValueError
         For a window longer than the signal, a non-positive ``width`` or
-        ``step``, an unknown or repeated feature name, a complex input, or NaN
-        or infinity anywhere in ``x`` (NaN policy: error; nothing is imputed).
+        ``step``, an unknown or repeated feature name, a complex input, NaN
+        or infinity anywhere in ``x`` (NaN policy: error; nothing is imputed),
+        or finite samples so large that a window's sums overflow float64 (a
+        variance from spreads near 1e154, a kurtosis from near 1e77): divide
+        the signal by a constant first.
 
     Notes
     -----
@@ -365,6 +369,8 @@ def window_features(x, width, step, features=WINDOW_FEATURES, axis=-1):
             _raise_nonfinite_or_overflow(rows)
         _block_combine(shift, dmean, m2, bmin, bmax, g, width // g, step // g, n_win, need_mm,
                        codes, out)
+        if not np.isfinite(out).all():  # finite blocks whose merged moments overflow
+            _raise_nonfinite_or_overflow(rows)
     elif rows.shape[0]:
         finite = np.empty(rows.shape[0] * -(-n_win // _CHUNK), dtype=np.bool_)
         _direct_kernel(rows, width, step, n_win, codes, out, finite)
