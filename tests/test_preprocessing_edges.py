@@ -74,3 +74,19 @@ def test_spectral_features_refuse_a_segment_length_changed_since_fit():
     sf = SpectralFeatures(fs=100.0, nperseg=64).fit(X)
     with pytest.raises(ValueError, match="changed since fit"):
         sf.set_params(nperseg=None).transform(X)  # None means 256 at fit, not the fitted 64
+
+
+@pytest.mark.parametrize("dtype", ["datetime64[s]", "timedelta64[ms]", "<U3"])
+def test_transformers_refuse_dates_and_text_like_the_functions(dtype):
+    # validate_data(dtype=float64) turned dates and digit strings into numbers silently,
+    # where window_features, welch_psd and the filters refuse them
+    from sigflow.preprocessing import BandpassFilter, SpectralFeatures, WindowFeatures
+
+    X = np.arange(3 * 64).reshape(3, 64).astype(dtype)
+    for transformer in (WindowFeatures(), SpectralFeatures(fs=100.0),
+                        BandpassFilter(fs=100.0, low=1.0, high=20.0)):
+        with pytest.raises(ValueError, match="X must be numeric"):
+            transformer.fit(X)
+    fitted = WindowFeatures().fit(np.zeros((3, 64)))
+    with pytest.raises(ValueError, match="X must be numeric"):
+        fitted.transform(X)

@@ -13,7 +13,13 @@ import scipy.signal
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import _as_real_signal, _check_axis, _check_int, _raise_nonfinite
+from ._validation import (
+    _as_real_signal,
+    _check_axis,
+    _check_int,
+    _raise_nonfinite,
+    _refuse_non_numeric,
+)
 from ._welch import _check_fs
 
 
@@ -231,6 +237,7 @@ class _RowFilter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
+        _refuse_non_numeric(X)
         validate_data(self, X, dtype=np.float64)
         self.sos_ = self._design()
         return self
@@ -247,6 +254,7 @@ class _RowFilter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Y : ndarray of shape (n_signals, n_features_in_), float64
         """
         check_is_fitted(self)
+        _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return _filtfilt(self.sos_, X, axis=1)
 

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ._validation import _row_chunks
+from ._validation import _refuse_non_numeric, _row_chunks
 from ._welch import _check_fs, welch_psd
 
 #: Feature names accepted by :class:`SpectralFeatures`, in their default order.
@@ -136,6 +136,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         -------
         self : SpectralFeatures
         """
+        _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, ensure_min_features=2)
         fs = _check_fs(self.fs)
         if self.nperseg is None:
@@ -168,6 +169,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
             Columns named by :meth:`get_feature_names_out`.
         """
         check_is_fitted(self)
+        _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         fs = _check_fs(self.fs)
         nperseg = min(256, X.shape[1]) if self.nperseg is None else self.nperseg  # as fit

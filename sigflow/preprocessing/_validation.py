@@ -60,6 +60,19 @@ def _row_chunks(n_rows, width):
     return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
 
 
+def _refuse_non_numeric(X, name="X"):
+    """The functions' dtype rule for the transformers: ``validate_data(dtype=float64)``
+    would turn dates, durations and digit strings into numbers without a word."""
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame: each column's
+    kinds = ({getattr(d, "kind", "O") for d in dtypes} if dtypes is not None
+             else {np.asarray(X).dtype.kind})
+    bad = kinds & set("mMUSV")
+    if bad:
+        raise ValueError(
+            f"{name} must be numeric, got {'dates' if bad & set('mM') else 'text or bytes'}"
+        )
+
+
 def _check_axis(axis, ndim):
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise ValueError(f"axis must be an integer, got {axis!r}")

@@ -11,7 +11,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ._parallel import ForkAwareKernel
-from ._validation import _as_real_signal, _check_int, _raise_nonfinite, _row_chunks, _rows_last
+from ._validation import (
+    _as_real_signal,
+    _check_int,
+    _raise_nonfinite,
+    _refuse_non_numeric,
+    _row_chunks,
+    _rows_last,
+)
 
 #: Feature names accepted by :func:`window_features`, in their kernel code order.
 WINDOW_FEATURES = (
@@ -470,6 +477,7 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         -------
         self : WindowFeatures
         """
+        _refuse_non_numeric(X)
         validate_data(self, X, dtype=np.float64)
         self._checked()
         return self
@@ -488,6 +496,7 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
             Columns named by :meth:`get_feature_names_out`.
         """
         check_is_fitted(self)
+        _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         features, fill = self._checked()
         F = np.empty((X.shape[0], len(features)))
