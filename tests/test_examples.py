@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -55,3 +56,28 @@ def test_jko_2d_blocks_example(tmp_path):
     out = _run("jko_2d_blocks.py", "--out", str(png), cwd=tmp_path)
     assert png.stat().st_size > 0
     assert out.count("KL gap") == 3  # the data and the two blocks
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+def test_ucr_ecg5000_example(tmp_path, shared_data):
+    out = _run("ucr_ecg5000.py", "--data", str(shared_data / "ecg5000"), cwd=tmp_path)
+    assert "292 normal training beats; 4500 test beats, 1873 abnormal" in out
+    assert out.count("  0.") >= 10  # an AUROC and an AP for each of the five rows
+
+
+@pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+def test_ucr_ecg5000_example_names_missing_data(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "ucr_ecg5000.py"), "--quick", "--data", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode != 0 and "ECG5000_TRAIN.txt not found" in done.stderr
+    # the UCR archive's text files are read as well as the packed test beats
+    rng = np.random.default_rng(0)
+    for name, n in (("ECG5000_TRAIN.txt", 60), ("ECG5000_TEST.txt", 40)):
+        classes = rng.integers(1, 3, n)
+        np.savetxt(tmp_path / name, np.column_stack([classes, rng.normal(size=(n, 140))]))
+    out = _run("ucr_ecg5000.py", "--data", str(tmp_path), "--components", "3", cwd=tmp_path)
+    assert "normal training beats; 40 test beats" in out
