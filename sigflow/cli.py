@@ -348,7 +348,7 @@ def run_detection(
     )
     flow_det = detector[-1]
     results = []
-    for record, b in _progress(scored, quiet, "scoring"):
+    for _, b in _progress(scored, quiet, "scoring"):
         Xt = detector[:-1].transform(b.features)
         score = flow_det.score_samples(Xt)
         pvalue = flow_det._pvalues(score)  # score_pvalues(Xt) without scoring Xt again
@@ -378,18 +378,15 @@ def run_detection(
                 "flag": flag,
                 "csv": csv_path,
                 "png": None,
-                "record": record,
             }
         )
         print(f"{b.record}: {len(b)} beats, {int(flag.sum())} flagged -> {csv_path}", file=stream)
     if plot and results:
         # one colour scale for the run: a colour means the same score in every record
         anomaly = np.concatenate([flow_det.offset_ - r["score"] for r in results])
-        for r in results:
-            r["png"] = _plot(r["record"], r["beats"], r["score"], flow_det.offset_, out,
+        for (record, _), r in zip(scored, results, strict=True):  # results follow scored
+            r["png"] = _plot(record, r["beats"], r["score"], flow_det.offset_, out,
                              plot_start, plot_duration, anomaly)
-    for r in results:
-        del r["record"]
     skipped = [b.record for _, b in loaded if not len(b)]
     return {"detector": detector, "results": results, "skipped": skipped}
 

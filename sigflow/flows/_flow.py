@@ -41,6 +41,15 @@ def standard_normal_log_prob(z):
     return -0.5 * (z**2).sum(dim=1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
 
 
+def _check_solver(solver):
+    """``solver`` if it is one a flow can push with, else a ValueError naming them."""
+    if solver not in (*FIXED_STEP_SOLVERS, "dopri5"):
+        raise ValueError(
+            f"solver must be one of {(*FIXED_STEP_SOLVERS, 'dopri5')}, got {solver!r}"
+        )
+    return solver
+
+
 class FlowBlock(nn.Module):
     """One block: the time-1 map of ``dx/dt = v(x, t)``, data side at ``t=0``.
 
@@ -191,11 +200,7 @@ class Flow(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.n_steps = check_n_steps(n_steps)
-        if solver not in (*FIXED_STEP_SOLVERS, "dopri5"):
-            raise ValueError(
-                f"solver must be one of {(*FIXED_STEP_SOLVERS, 'dopri5')}, got {solver!r}"
-            )
-        self.solver = solver
+        self.solver = _check_solver(solver)
         self.last_nfe = 0
 
     def append(self, block):
@@ -209,19 +214,13 @@ class Flow(nn.Module):
         return {"n_steps": self.n_steps, "solver": self.solver}
 
     def set_extra_state(self, state):
-        solver = state["solver"]
-        if solver not in (*FIXED_STEP_SOLVERS, "dopri5"):
-            raise ValueError(
-                f"solver must be one of {(*FIXED_STEP_SOLVERS, 'dopri5')}, got {solver!r}"
-            )
+        self.solver = _check_solver(state["solver"])
         self.n_steps = check_n_steps(state["n_steps"])
-        self.solver = solver
 
     def __getstate__(self):
         # last_nfe counts the last call's evaluations: not part of the model, and it would
         # make a scored flow pickle (and hash, for joblib.Memory) differently
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        state = dict(state)
+        state = dict(self.__dict__)
         state["last_nfe"] = 0
         return state
 
@@ -297,12 +296,16 @@ class Flow(nn.Module):
                 f"{name} is {x.dtype} but the flow's weights are {ref.dtype}: convert one "
                 f"of them ({name}.to({ref.dtype}) or flow.to({x.dtype}))"
             )
-        dim = getattr(self.blocks[0].velocity, "dim", None) if len(self.blocks) else None
+        dim = self._known_dim()
         if dim is not None and x.shape[1] != dim:
             raise ValueError(f"{name} has {x.shape[1]} columns but the flow takes {dim}")
 
+    def _known_dim(self):
+        """The first block's velocity's ``dim``, or None (no blocks, or no such attribute)."""
+        return getattr(self.blocks[0].velocity, "dim", None) if len(self.blocks) else None
+
     def _dim(self):
-        dim = getattr(self.blocks[0].velocity, "dim", None) if len(self.blocks) else None
+        dim = self._known_dim()
         if dim is None:
             raise ValueError(
                 "the flow cannot tell the data's dimension (it has no blocks, or its first "
