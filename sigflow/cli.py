@@ -38,6 +38,8 @@ output, per record (in --out):
               default the 60 s around the beat with the highest score (the whole record
               when shorter); --plot-start/--plot-duration choose the span (needs
               matplotlib: pip install "sigflow[plot]")
+  files of an earlier run are not replaced: the run stops before fitting unless
+  --overwrite is given
 
 examples:
   sigflow demo
@@ -154,6 +156,11 @@ def _build_parser():
         )
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
         p.add_argument(
+            "--overwrite", action="store_true",
+            help="replace the CSV and PNG files of an earlier run in --out (without it, a run "
+            "that would replace one stops before fitting)",
+        )
+        p.add_argument(
             "--plot-start", type=_non_negative_float, default=None,
             help="start of the span the PNG shows, in seconds (default: the span is centred "
             "on the beat with the highest anomaly score)",
@@ -249,6 +256,19 @@ def _drop_beatless(loaded, stream, what):
     return kept
 
 
+def _refuse_overwrite(out, names, plot):
+    """FileExistsError naming the files of ``names`` that a run would replace in ``out``."""
+    suffixes = (".csv", ".png") if plot else (".csv",)
+    existing = [out / f"{name}{suffix}" for name in names for suffix in suffixes]
+    existing = [str(path) for path in existing if path.exists()]
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise FileExistsError(
+            f"{existing[0]}{more} exist from an earlier run and would be replaced; pass "
+            "--overwrite (overwrite=True) to replace them, or choose another --out folder"
+        )
+
+
 def run_detection(
     records,
     *,
@@ -265,6 +285,7 @@ def run_detection(
     stream=None,
     plot_start=None,
     plot_duration=None,
+    overwrite=False,
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
 
@@ -273,7 +294,8 @@ def run_detection(
     train on. ``lead=None`` analyses MLII, or channel 0 (with a warning) in a record that
     lacks it; a lead given by name or index must exist in every record (ValueError).
     Records given twice (by record name) are a ValueError, among the records to score and
-    among the training records alike.
+    among the training records alike. Output files that already exist (an earlier run's) are a
+    FileExistsError before anything is fitted, unless ``overwrite=True``.
 
     The PNG shows ``plot_duration`` seconds (default :data:`PLOT_SPAN_S`; ``math.inf``:
     the whole record) from ``plot_start``, or centred on the beat with the highest anomaly
@@ -300,6 +322,8 @@ def run_detection(
             "no beats found in any record to score: "
             + ", ".join(str(b.record) for _, b in loaded)
         )
+    if not overwrite:
+        _refuse_overwrite(out, [b.record for _, b in scored], plot)
     if train:
         train_loaded = _segment(train, lead, quiet, "reading training records")
         _same_names(train, [b.record for _, b in train_loaded],
@@ -506,6 +530,7 @@ def main(argv=None):
         quiet=args.quiet,
         max_iter=args.max_iter,
         finetune_iter=args.finetune_iter,
+        overwrite=args.overwrite,
     )
     try:
         if args.command == "demo":

@@ -126,6 +126,31 @@ def test_records_with_the_same_name_are_refused_before_any_work(tmp_path, capsys
     assert not out.exists()
 
 
+def test_an_earlier_runs_files_are_not_replaced_without_overwrite(tmp_path, capsys):
+    # Results of an earlier run (a CSV someone has annotated, say) must not be lost to a
+    # second run into the same folder: it stops before fitting and names the files.
+    record = example_records()[0]
+    name = record.replace("\\", "/").rsplit("/", 1)[-1]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{name}.png").write_bytes(b"earlier plot")
+    argv = ["detect", record, "--out", str(out), "--max-iter", "2", "-q"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{out / name}.png exist from an earlier run" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.png"]  # nothing written
+    assert main([*argv, "--no-plot"]) == 0  # a run that writes no PNG replaces nothing
+    csv_before = (out / f"{name}.csv").read_bytes()
+    (out / f"{name}.csv").write_bytes(b"edited")
+    assert main([*argv, "--no-plot"]) == 1
+    assert f"{out / name}.csv exist" in capsys.readouterr().err
+    assert (out / f"{name}.csv").read_bytes() == b"edited"
+    assert main([*argv, "--no-plot", "--overwrite"]) == 0
+    assert (out / f"{name}.csv").read_bytes() == csv_before
+    with pytest.raises(FileExistsError, match="and 1 more exist"):
+        run_detection([record], out=out, max_iter=2, quiet=True, stream=io.StringIO())
+
+
 def test_refinement_runs_only_on_known_normal_training_beats(tmp_path):
     # unlabelled training beats include abnormal ones, which a likelihood refinement would
     # learn too: the command line leaves it out unless the training beats are known normal
@@ -133,7 +158,7 @@ def test_refinement_runs_only_on_known_normal_training_beats(tmp_path):
     common = dict(out=tmp_path, plot=False, quiet=True, max_iter=5, stream=io.StringIO())
     unsupervised = run_detection(record, **common)["detector"][-1]
     assert unsupervised.finetune_iter == 0 and unsupervised.finetune_stats_ is None
-    explicit = run_detection(record, finetune_iter=3, **common)["detector"][-1]
+    explicit = run_detection(record, finetune_iter=3, overwrite=True, **common)["detector"][-1]
     assert explicit.finetune_iter == 3 and explicit.finetune_stats_["n_iter"] <= 3
 
 
@@ -232,7 +257,8 @@ def test_a_named_lead_must_exist_and_the_default_falls_back(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     with pytest.warns(UserWarning, match="has no lead 'MLII'.*using channel 0 \\(V5\\)"):
         assert main(["detect", v5, "--out", str(tmp_path / "o"), *_FAST]) == 0
-    assert main(["detect", v5, "--lead", "0", "--out", str(tmp_path / "o"), *_FAST]) == 0
+    assert main(["detect", v5, "--lead", "0", "--out", str(tmp_path / "o"), "--overwrite",
+                 *_FAST]) == 0
 
 
 def test_detect_reads_a_multi_segment_record(tmp_path, capsys):
