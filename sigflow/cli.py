@@ -1,4 +1,4 @@
-"""The ``sigflow`` command line: flag abnormal heartbeats in WFDB records.
+"""The ``sigflow`` command line: flag abnormal heartbeats in WFDB records or EDF files.
 
 ``sigflow detect RECORD... [--train RECORD...] [--out DIR] [--device ...]`` learns what the
 beats of the training records look like (by default the records themselves, without labels)
@@ -117,7 +117,8 @@ def _seed(text):
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="sigflow",
-        description="Flow-based anomaly detection for ECG heartbeats in WFDB records.",
+        description="Flow-based anomaly detection for ECG heartbeats in WFDB records or EDF "
+        "files.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -174,14 +175,15 @@ def _build_parser():
 
     detect = sub.add_parser(
         "detect",
-        help="flag abnormal beats in WFDB records",
+        help="flag abnormal beats in WFDB records or EDF files",
         description="Fit a flow detector on the beats of the training records (default: the "
         "records themselves, unsupervised) and score every beat of each record.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     detect.add_argument(
-        "records", nargs="+", metavar="RECORD", help="WFDB record path without extension"
+        "records", nargs="+", metavar="RECORD",
+        help="WFDB record path without extension, or an EDF/BDF file (.edf, .bdf)",
     )
     detect.add_argument(
         "--train", nargs="+", metavar="RECORD", help="records to learn normal beats from"
@@ -216,9 +218,15 @@ def _segment(records, lead, quiet, desc):
     """Load each record once; return ``[(record, beats)]``. ``lead=None`` analyses MLII, or
     channel 0 (with a warning) where a record lacks it; a named lead must exist."""
     from sigflow.ecg import load_record, segment_beats
+    from sigflow.ecg._edf import is_edf_path
 
     out = []
     for path in _progress(records, quiet, desc):
+        if lead is not None and is_edf_path(path):
+            # an EDF file's other signals may have other rates: read the lead alone
+            record = load_record(path, channels=[lead])
+            out.append((record, segment_beats(record, lead=0)))
+            continue
         record = load_record(path)
         if lead is not None and record.lead_index(lead) is None:
             raise ValueError(

@@ -1,6 +1,6 @@
-"""ECG workflow: WFDB records, R peaks, beat features, synthetic ECG and plots.
+"""ECG workflow: WFDB records and EDF files, R peaks, beat features, synthetic ECG and plots.
 
-From WFDB records (MIT-BIH or any other) to a feature matrix of heartbeats
+From WFDB records (MIT-BIH or any other) or EDF/BDF files to a feature matrix of heartbeats
 ready for an anomaly detector, with AAMI beat classes and record groups for
 cross-validation across patients. This subpackage does not import torch.
 

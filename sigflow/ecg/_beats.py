@@ -238,8 +238,8 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     Parameters
     ----------
     record : str, path-like or ECGRecord
-        A WFDB record path without extension, or a record already loaded
-        with :func:`load_record`.
+        A WFDB record path without extension, an EDF/BDF file, or a record
+        already loaded with :func:`load_record`.
     lead : str or int, default="MLII"
         Lead name (or channel index). When the record lacks it, channel 0 is
         used with a warning.
@@ -406,13 +406,14 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
 
 
 def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
-    """Beat features, AAMI labels and record groups from WFDB records.
+    """Beat features, AAMI labels and record groups from WFDB records (or EDF files).
 
     Parameters
     ----------
     records : str, path-like, ECGRecord, or a list of them
         WFDB record paths without extension (as :func:`wfdb.rdrecord` takes
-        them), e.g. ``["mitdb/101", "mitdb/106"]``.
+        them), e.g. ``["mitdb/101", "mitdb/106"]``, or EDF/BDF files
+        (``"holter.edf"``; see :func:`load_record`).
     lead : str or int, default="MLII"
         Lead to use; records without it fall back to channel 0 with a
         warning (MIT-BIH 102 and 104 have no MLII; in 114 MLII is channel 1

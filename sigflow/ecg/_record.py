@@ -1,4 +1,4 @@
-"""Reading WFDB records into a small, explicit container."""
+"""Reading WFDB records (and EDF/BDF files) into a small, explicit container."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ._edf import is_edf_path, read_edf
 
 __all__ = ["ECGRecord", "RecordFormatError", "load_record"]
 
@@ -36,7 +38,8 @@ def _import_wfdb():
 
 
 class RecordFormatError(ValueError):
-    """A WFDB record (header, signal or annotation file) is malformed or truncated.
+    """A WFDB record (header, signal or annotation file) or an EDF file is malformed or
+    truncated.
 
     The message names the offending file.
     """
@@ -283,7 +286,7 @@ def _channel_indices(wfdb, path, pn_dir, channels):
 
 
 def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
-    """Read a WFDB record, in physical units, with its annotations when present.
+    """Read a WFDB record or an EDF/BDF file, in physical units, with its annotations.
 
     Parameters
     ----------
@@ -291,7 +294,13 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         Record path without extension (as :func:`wfdb.rdrecord` takes it),
         e.g. ``"data/mitdb/101"``. With ``pn_dir``, the record name only
         (e.g. ``"101"``). A multi-segment record is read as one record
-        (samples of null segments are NaN).
+        (samples of null segments are NaN). A path ending in ``.edf`` or ``.bdf``
+        is read as EDF, EDF+ (continuous) or BDF: by default its signals at the
+        file's highest sampling rate (the others are left out with a warning;
+        ``channels`` picks signals that share a rate, lead names matched without
+        regard to case); its annotations are WFDB ones in ``path.atr`` (the WFDB
+        convention for EDF records, e.g. ``r01.edf.atr``), since EDF+ text
+        annotations do not carry beat labels.
     pn_dir : str, default=None
         PhysioNet database directory (e.g. ``"mitdb"``) to stream the record
         from instead of local files; needs network access.
@@ -318,7 +327,7 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         When the header or a signal file is missing (the message names it).
     RecordFormatError
         When a file is malformed or truncated (the message names it), including an
-        annotation file that lacks its end-of-file marker.
+        annotation file that lacks its end-of-file marker and a discontinuous EDF+D file.
 
     Examples
     --------
@@ -332,6 +341,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     wfdb = _import_wfdb()
 
     path = os.fspath(path)
+    if is_edf_path(path):
+        return _load_edf(wfdb, path, pn_dir, channels, annotation)
     if path.endswith((".hea", ".dat")):
         path = path[:-4]
     name = Path(path).name
@@ -358,26 +369,9 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
             f"read {signal.shape[0]}"
         )
     signal = np.asarray(signal, dtype=np.float64)
-    ann_samples = ann_symbols = None
-    if annotation is not None:
-        ann_file = f"{path}.{annotation}"
-        if pn_dir is not None or os.path.isfile(ann_file):
-            if pn_dir is None:
-                _check_annotation_end(ann_file)
-            try:
-                with _quiet_wfdb():
-                    ann = wfdb.rdann(path, annotation, pn_dir=pn_dir)
-            except Exception as exc:
-                if pn_dir is not None and "404" in str(exc):
-                    ann = None
-                else:
-                    raise RecordFormatError(
-                        f"malformed WFDB annotation file {ann_file}: {exc}"
-                    ) from exc
-            if ann is not None:
-                ann_samples, ann_symbols = _annotations_at(
-                    ann, float(rec.fs), signal.shape[0], ann_file
-                )
+    ann_samples, ann_symbols = _read_annotations(
+        wfdb, path, pn_dir, annotation, float(rec.fs), signal.shape[0]
+    )
     return ECGRecord(
         name=name,
         signal=signal,
@@ -389,4 +383,42 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         ann_samples=ann_samples,
         ann_symbols=ann_symbols,
         path=path,
+    )
+
+
+def _read_annotations(wfdb, path, pn_dir, annotation, fs, n_samples):
+    """Sample indices and symbols of the annotation file ``path.annotation``, or Nones."""
+    if annotation is None:
+        return None, None
+    ann_file = f"{path}.{annotation}"
+    if pn_dir is None and not os.path.isfile(ann_file):
+        return None, None
+    if pn_dir is None:
+        _check_annotation_end(ann_file)
+    try:
+        with _quiet_wfdb():
+            ann = wfdb.rdann(path, annotation, pn_dir=pn_dir)
+    except Exception as exc:
+        if pn_dir is not None and "404" in str(exc):
+            return None, None
+        raise RecordFormatError(f"malformed WFDB annotation file {ann_file}: {exc}") from exc
+    return _annotations_at(ann, fs, n_samples, ann_file)
+
+
+def _load_edf(wfdb, path, pn_dir, channels, annotation):
+    """:func:`load_record` of an EDF/BDF file, with WFDB annotations in ``path.annotation``."""
+    if pn_dir is not None:
+        raise ValueError(
+            f"EDF files are read from local files only; download {path} from {pn_dir} first "
+            "and pass its path without pn_dir"
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"EDF file not found: {path}")
+    signal, fs, leads, units = read_edf(path, channels)
+    ann_samples, ann_symbols = _read_annotations(
+        wfdb, path, None, annotation, fs, signal.shape[0]
+    )
+    return ECGRecord(
+        name=Path(path).stem, signal=signal, fs=fs, leads=leads, units=units,
+        ann_samples=ann_samples, ann_symbols=ann_symbols, path=path,
     )
