@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sigflow.cli import CSV_COLUMNS, main, run_detection
-from sigflow.ecg import example_records, segment_beats
+from sigflow.ecg import example_records, load_record, segment_beats
 
 
 def test_help_explains_both_commands(capsys):
@@ -419,3 +419,22 @@ def test_detection_pvalues_are_the_detectors(tmp_path):
     X = det[:-1].transform(result["beats"].features)
     np.testing.assert_array_equal(result["pvalue"], det[-1].score_pvalues(X))
     np.testing.assert_array_equal(result["score"], det[-1].score_samples(X))
+
+
+def test_r_peaks_option_detects_the_beats_of_unannotated_records(tmp_path):
+    from sigflow.ecg import make_synthetic_ecg
+
+    # noisy enough that the two detectors disagree on some beats
+    sig, fs, _ = make_synthetic_ecg(duration=40, noise=0.3, v_rate=0.1, random_state=0)
+    path = _write_record(tmp_path, "noisy", sig, fs)  # no annotations: detected beats
+    common = dict(plot=False, quiet=True, max_iter=2, stream=io.StringIO())
+    runs = {m: run_detection([path], out=tmp_path / m, r_peaks=m, **common)
+            for m in ("pan_tompkins", "gqrs")}
+    record = load_record(path)
+    for method, run in runs.items():
+        expected = segment_beats(record, detector=method).samples
+        np.testing.assert_array_equal(run["results"][0]["beats"].samples, expected)
+    assert len(runs["gqrs"]["results"][0]["beats"]) != len(runs["pan_tompkins"]["results"][0]
+                                                           ["beats"])
+    with pytest.raises(SystemExit):
+        main(["detect", path, "--r-peaks", "nope"])

@@ -142,3 +142,29 @@ def test_infinite_samples_are_treated_like_nan(bad):
     assert rpeak_accuracy(ann["sample"], peaks, fs)["sensitivity"] >= 0.95
     with_inf[::7] = bad  # many of them
     assert rpeak_accuracy(ann["sample"], detect_r_peaks(with_inf, fs), fs)["sensitivity"] >= 0.9
+
+
+def test_search_back_finds_a_run_of_small_beats():
+    # Three beats in a row at 0.42 of their size (MIT-BIH 203 has such runs): below the
+    # threshold, above half of it. One search-back pass found one of them (the longest gap
+    # then held the other two); the gaps left are searched again.
+    sig, fs, ann = make_synthetic_ecg(duration=60, random_state=3)
+    s, x, base = ann["sample"], sig.copy(), np.median(sig)
+    for k in (30, 31, 32):
+        lo, hi = (s[k - 1] + s[k]) // 2, (s[k] + s[k + 1]) // 2
+        x[lo:hi] = base + 0.42 * (sig[lo:hi] - base)
+    res = rpeak_accuracy(s, detect_r_peaks(x, fs), fs)
+    assert (res["fn"], res["fp"]) == (0, 0)
+
+
+def test_gqrs_finds_the_same_beats_in_millivolts_and_microvolts():
+    # GQRS's thresholds are in millivolts: a record in microvolts (EDF files often are) gave
+    # 2.6 times as many detections, and one with values a hundredth as large none
+    rec = load_record(example_records()[0])
+    x = rec.signal[:, 0]
+    peaks = detect_r_peaks(x, rec.fs, method="gqrs")
+    res = rpeak_accuracy(rec.ann_samples, peaks, rec.fs, tolerance=0.15)
+    assert res["sensitivity"] >= 0.99 and res["ppv"] >= 0.99
+    for factor in (1000.0, 0.01):
+        np.testing.assert_array_equal(detect_r_peaks(x * factor, rec.fs, method="gqrs"), peaks)
+    assert detect_r_peaks(np.full(3600, 0.3), 360, method="gqrs").size == 0

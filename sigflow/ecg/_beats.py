@@ -20,7 +20,7 @@ _RHYTHM_ADAPTED = ("log_pre_rr_rec", "log_post_rr_rec", "log_pre_rr_local", "log
                    "log_local_rr_rec")
 _RHYTHM_RAW = ("pre_rr", "post_rr", "local_rr", "post_pre_ratio", "record_rr")
 _SHAPE = ("qrs_amplitude", "template_corr")
-_DETECTORS = ("pan_tompkins", "xqrs")
+_DETECTORS = ("pan_tompkins", "gqrs", "xqrs")
 # floor of the per-record rhythm spread (log units, about 2 % of an RR interval): keeps very
 # regular records from blowing up timing jitter
 _RHYTHM_MIN_SPREAD = 0.02
@@ -247,7 +247,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         Use the beat annotations when present; False always detects R peaks.
         A record whose annotations hold no beat labels (only rhythm or noise
         annotations such as ``"+"``) falls back to detection with a warning.
-    detector : {"pan_tompkins", "xqrs"}, default="pan_tompkins"
+    detector : {"pan_tompkins", "gqrs", "xqrs"}, default="pan_tompkins"
         R-peak detector for records without beat annotations.
     window : (float, float), default=(0.25, 0.45)
         Seconds before (``>= 0``) and after (``> 0``) the R peak covered by
