@@ -4,7 +4,7 @@ Each candidate is fitted on the normal (N) beats of the training records only an
 scored by ROC AUC on all beats of the held-out records (labels +1 normal, -1 abnormal;
 the detector's ``decision_function`` is higher for normal beats), so the choice is
 made for patients the detector has not seen. By default it runs on sigflow's
-synthetic example records (8 candidates x 3 folds: under a minute on 2 CPU cores, most of
+synthetic example records (8 candidates x 3 folds: about a minute on 2 CPU cores, most of
 it in the candidates with the likelihood refinement); pass MIT-BIH records to use
 real data::
 

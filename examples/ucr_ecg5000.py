@@ -14,7 +14,8 @@ with the UCR archive's ``ECG5000_TRAIN.txt`` and ``ECG5000_TEST.txt`` (or the te
     python examples/ucr_ecg5000.py --data ../shared/data/ecg5000
     SIGFLOW_SHARED_DATA=../shared/data python examples/ucr_ecg5000.py
 
-About a minute on one core, most of it the flow's fit; ``--quick`` is a smoke run in seconds.
+About half a minute on one core, most of it the flow's fit (20 s); ``--quick`` is a smoke
+run in seconds.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ output, per record (in --out):
               other patients' records it is often many more)
   RECORD.png  the ECG trace with beats coloured by anomaly score = threshold - score
               (> 0: flagged, red; the same colour scale for every record of a run); by
-              default the 60 s around the beat with the highest score (the whole record
+              default the 60 s around the beat with the highest anomaly score (the whole record
               when shorter); --plot-start/--plot-duration choose the span (needs
               matplotlib: pip install "sigflow[plot]")
   files of an earlier run are not replaced: the run stops before fitting unless
@@ -375,7 +375,7 @@ def run_detection(
     if finetune_iter is None and not normal_only:
         # The likelihood refinement sharpens the flow on whatever it is fitted to; on beats
         # that include the abnormal ones it learns those too (on the shipped example: average
-        # precision 0.81 without it, 0.59 with it), so it runs only on known-normal beats.
+        # precision 0.81 without it, 0.61 with it), so it runs only on known-normal beats.
         finetune_iter = 0
     if finetune_iter is not None:
         params["finetune_iter"] = finetune_iter

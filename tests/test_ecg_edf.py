@@ -163,3 +163,13 @@ def test_sigflow_detect_reads_edf_files(tmp_path):
         assert beats.record == "synth01"
         np.testing.assert_array_equal(beats.samples, wfdb_run["results"][0]["beats"].samples)
     assert (tmp_path / "a" / "synth01.csv").exists()
+
+
+def test_warnings_point_at_the_callers_line(tmp_path):
+    # A fixed stacklevel named sigflow's own code when the record was read through
+    # load_beats or segment_beats: the warnings now name the first line outside sigflow.
+    path, _ = _polygraph(tmp_path, "edf")
+    for call in (lambda: load_record(path), lambda: load_beats([path])):
+        with pytest.warns(UserWarning) as caught:
+            call()
+        assert {w.filename for w in caught} == {__file__}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._warnings import user_stacklevel
 from ._aami import aami_class
 from ._filters import bandpass_ecg
 from ._record import ECGRecord, load_record
@@ -100,7 +101,7 @@ def _choose_lead(rec: ECGRecord, lead) -> int:
             f"record {rec.name} has no lead {lead!r} (leads: {', '.join(rec.leads)}); "
             f"using channel 0 ({rec.leads[0]})",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     return idx
 
@@ -312,7 +313,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         warnings.warn(
             f"record {rec.name}: lead {rec.leads[ch]} {why}, so it has no beats",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
         annotated = annotated and bool((aami_class(rec.ann_symbols) != "").any())
         none = np.zeros(0, dtype="<U1")
@@ -332,7 +333,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
                 f"{', '.join(repr(v) for v in found[:10]) or 'none'}); detecting R peaks "
                 "instead (beats get empty labels)",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             annotated = False
     if annotated:
@@ -369,7 +370,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
                 f"record {rec.name}: {int(hit.sum())} of {len(samples)} beats lie "
                 f"{where} and are left out",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     if not valid.any():
         return Beats(np.zeros((0, n_features)), labels[:0], symbols[:0], samples[:0],

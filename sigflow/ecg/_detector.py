@@ -21,7 +21,7 @@ def make_beat_detector(**params):
     The flow's likelihood refinement (``finetune_iter=300``, the estimator
     default) is kept: on DS1 it raised the pooled average precision on
     held-out records from 0.736 to 0.754 (AUROC 0.969 to 0.970, N-vs-S 0.925
-    to 0.931) for about 15x the fit time (about 40 s on 36,000 beats, one
+    to 0.931) for about 7x the fit time (about 8 s on 46,000 beats, one
     core); ``finetune_iter=0`` fits fastest, and is the better choice when
     the training beats are unlabelled and include abnormal ones (the
     refinement would learn those too; ``sigflow detect`` does so without

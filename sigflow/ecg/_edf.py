@@ -20,6 +20,8 @@ import warnings
 
 import numpy as np
 
+from .._warnings import user_stacklevel
+
 __all__ = ["is_edf_path", "read_edf"]
 
 _EDF_SUFFIXES = (".edf", ".bdf")
@@ -223,7 +225,7 @@ def read_edf(path, channels=None):
         warnings.warn(
             f"EDF file {path}: the signals at {rates[chosen[0]]:g} Hz are read; left out at "
             f"other rates: {', '.join(left)} (read them with channels=)",
-            UserWarning, stacklevel=4,  # the caller of load_record
+            UserWarning, stacklevel=user_stacklevel(),
         )
     units = [data[k][1]["units"] for k in chosen]
     return signal, float(rates[chosen[0]]), [names[k] for k in chosen], units

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._warnings import user_stacklevel
 from ._edf import is_edf_path, read_edf
 
 __all__ = ["ECGRecord", "RecordFormatError", "load_record"]
@@ -239,7 +240,7 @@ def _annotations_at(ann, fs, n_samples, ann_file):
             f"annotation file {ann_file}: {int((~inside).sum())} of {len(samples)} annotations "
             f"lie outside the record's {n_samples} samples and are dropped",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         samples, symbols = samples[inside], symbols[inside]
     return samples, symbols
@@ -268,11 +269,15 @@ def _channel_indices(wfdb, path, pn_dir, channels):
     listed = f"its {n_sig} channel(s): {names}" if names else f"its {n_sig} channel(s)"
     out = []
     for c in items:
-        if isinstance(c, str):
-            if c not in names:
+        if isinstance(c, str):  # a lead name in any case, or digits naming an index
+            match = [i for i, n in enumerate(names) if n.strip().upper() == c.strip().upper()]
+            if match:
+                out.append(match[0])
+                continue
+            if not c.strip().isdigit():
                 raise ValueError(f"channels: record {where} has no lead {c!r}; {listed}")
-            out.append(names.index(c))
-        elif isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            c = int(c.strip())
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
             if not 0 <= c < n_sig:
                 raise ValueError(
                     f"channels: index {c} is out of range for record {where}; {listed}"
@@ -297,17 +302,16 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         (samples of null segments are NaN). A path ending in ``.edf`` or ``.bdf``
         is read as EDF, EDF+ (continuous) or BDF: by default its signals at the
         file's highest sampling rate (the others are left out with a warning;
-        ``channels`` picks signals that share a rate, lead names matched without
-        regard to case); its annotations are WFDB ones in ``path.atr`` (the WFDB
-        convention for EDF records, e.g. ``r01.edf.atr``), since EDF+ text
-        annotations do not carry beat labels.
+        ``channels`` picks signals that share a rate); its annotations are WFDB
+        ones in ``path.atr`` (the WFDB convention for EDF records, e.g.
+        ``r01.edf.atr``), since EDF+ text annotations do not carry beat labels.
     pn_dir : str, default=None
         PhysioNet database directory (e.g. ``"mitdb"``) to stream the record
         from instead of local files; needs network access.
     channels : list of int or str, default=None
-        Channels to read, by index or by lead name (``["MLII"]``), in that order; all by
-        default. A channel the header does not list raises ``ValueError`` naming the
-        record's leads.
+        Channels to read, by index or by lead name (``["MLII"]``, in any case; a string
+        of digits that names no lead is an index), in that order; all by default. A
+        channel the header does not list raises ``ValueError`` naming the record's leads.
     annotation : str or None, default="atr"
         Annotation file extension. The annotations are read when the file
         exists (always tried with ``pn_dir``); None skips them. When the
@@ -328,6 +332,9 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     RecordFormatError
         When a file is malformed or truncated (the message names it), including an
         annotation file that lacks its end-of-file marker and a discontinuous EDF+D file.
+    ValueError
+        When ``channels`` names a channel the record lacks, or EDF signals of different
+        rates; for an EDF file with ``pn_dir`` (EDF files are read from local files).
 
     Examples
     --------

@@ -7,6 +7,7 @@ import warnings
 import numba as nb
 import numpy as np
 
+from .._warnings import user_stacklevel
 from ._filters import bandpass_ecg
 
 __all__ = ["detect_r_peaks", "rpeak_accuracy"]
@@ -189,7 +190,7 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
             f"the signal lasts {x.size / fs:.2f} s, shorter than the 2 s the R-peak detector "
             "needs to set its threshold; no peaks are returned",
             UserWarning,
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
         return np.zeros(0, dtype=np.int64)
     finite = np.isfinite(x)

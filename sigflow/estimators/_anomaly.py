@@ -96,7 +96,7 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     closely. That is what novelty detection wants when the training data are normal; when
     they contain the anomalies too (unsupervised use), it learns those as well, and
     ``finetune_iter=0`` usually ranks them better (on sigflow's example ECG, fitted on all
-    beats: average precision 0.81 without it, 0.59 with it). For the same reason
+    beats: average precision 0.81 without it, 0.61 with it). For the same reason
     ``smoothing="scott"`` suits such data better than ``"cv"``: cross-validation narrows the
     kernel to explain every training row, a cluster of anomalies included (ADBench's
     unsupervised protocol: mean AUROC 0.863 with Scott's rule, 0.847 with ``"cv"``).
@@ -106,9 +106,9 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     contamination : "auto" or float, default="auto"
         See above. ``fit`` scores the calibration rows for "auto", and every training
         row for a float, each ``n_score_draws`` times: on large data that scoring costs
-        more than the training, whose number of steps does not grow with the data (about
-        3,000 rows a second on one core with the defaults: a minute per million rows for
-        "auto", six for a float).
+        more than the training, whose number of steps does not grow with the data (with
+        the defaults on one core, about 3,000 rows a second at 3 features and 1,750 at
+        10: one to two minutes per million rows for "auto", five times that for a float).
     calibration_fraction : float, default=0.2
         Fraction of the training data held out for calibration (at least one sample);
         the flow is fitted on the rest.

@@ -418,6 +418,10 @@ def sample_times(spec, n, generator=None, *, device="cpu", dtype=torch.float32):
     n : int
     generator : torch.Generator, optional
         Seeds the draws (Beta: as the ratio of two gamma draws).
+    device : str or torch.device, default="cpu"
+        Device of the draws (the generator's).
+    dtype : torch.dtype, default=torch.float32
+        Floating-point type of the draws.
 
     Returns
     -------
