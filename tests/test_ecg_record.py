@@ -52,6 +52,13 @@ def test_load_record_accepts_extension_and_channels():
     path = example_records()[1]
     rec = load_record(path + ".hea", channels=[0])
     assert rec.name == "synth02" and rec.signal.shape[1] == 1
+    # lead names in any case and digit strings, as segment_beats and EDF files take them
+    for channel in ("mlii", " MLII", "0"):
+        np.testing.assert_array_equal(load_record(path, channels=[channel]).signal, rec.signal)
+    with pytest.raises(ValueError, match="has no lead 'V1'"):
+        load_record(path, channels=["V1"])
+    with pytest.raises(ValueError, match="index 1 is out of range"):
+        load_record(path, channels=["1"])
 
 
 def test_record_without_annotations(tmp_path):
