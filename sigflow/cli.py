@@ -14,6 +14,7 @@ import csv
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -531,7 +532,9 @@ def _summary(results, stream):
 
 
 def main(argv=None):
-    """Entry point of the ``sigflow`` console script."""
+    """The command line as a function: parse ``argv`` (default: ``sys.argv[1:]``), run, and
+    return the exit status (0, or 1 after an error message). The ``sigflow`` script runs it
+    through :func:`console_main`."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -569,5 +572,19 @@ def main(argv=None):
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as a command line gives them: one line, no Python source location."""
+    print(f"sigflow: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def console_main():
+    """The ``sigflow`` console script: :func:`main`, with warnings shown as one line each
+    (``sigflow: warning: ...``) instead of Python's file, line and source text, which named
+    scikit-learn's pipeline for the detector's warnings."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

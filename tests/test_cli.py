@@ -438,3 +438,15 @@ def test_r_peaks_option_detects_the_beats_of_unannotated_records(tmp_path):
                                                            ["beats"])
     with pytest.raises(SystemExit):
         main(["detect", path, "--r-peaks", "nope"])
+
+
+def test_the_command_shows_warnings_as_one_line_each(tmp_path):
+    # Python's format named scikit-learn's pipeline.py and printed its source line for the
+    # detector's own warning; the script prints "sigflow: warning: ..." instead.
+    result = subprocess.run(
+        [sys.executable, "-m", "sigflow.cli", "detect", example_records()[0], "--out",
+         str(tmp_path), "--max-iter", "2", "--no-plot", "-q"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "sigflow: warning: contamination='auto' is calibrated on only" in result.stderr
+    assert "pipeline.py" not in result.stderr and "UserWarning" not in result.stderr
