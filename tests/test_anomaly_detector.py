@@ -319,3 +319,42 @@ def test_calibration_rows_do_not_reach_the_flow():
     new = np.random.default_rng(1).normal(size=(20, 2))
     np.testing.assert_array_equal(FlowAnomalyDetector(**params).fit(X).score_samples(new),
                                   FlowAnomalyDetector(**params).fit(X2).score_samples(new))
+
+
+# --- tests added from mutation testing of sigflow/estimators (each kills a surviving mutant) --
+_TINY = dict(n_blocks=1, method="fm", hidden_layer_sizes=(8,), max_iter=5, finetune_iter=0,
+             smoothing=None, n_score_draws=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_detector():
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    return FlowAnomalyDetector(**_TINY, random_state=0).fit(X), X
+
+
+def test_pvalue_of_a_calibration_score_counts_itself(tiny_detector):
+    # ties count as at least as extreme (duplicate rows of discrete data have tied scores)
+    det, _ = tiny_detector
+    cal = det.calibration_scores_
+    assert len(np.unique(cal)) == len(cal)
+    n = len(cal)
+    np.testing.assert_allclose(det._pvalues(cal), (2.0 + np.arange(n)) / (n + 1))
+
+
+def test_detector_follows_its_random_state(tiny_detector):
+    det, X = tiny_detector
+    again = FlowAnomalyDetector(**_TINY, random_state=0).fit(X)
+    other = FlowAnomalyDetector(**_TINY, random_state=1).fit(X)
+    np.testing.assert_array_equal(again.score_samples(X[:20]), det.score_samples(X[:20]))
+    assert not np.array_equal(other.score_samples(X[:20]), det.score_samples(X[:20]))
+
+
+def test_quantile_threshold_is_finite_with_minus_infinite_or_nan_scores():
+    # one training row without density must not make offset_ NaN
+    import math
+
+    from sigflow.estimators._anomaly import _finite_quantile
+
+    for bad in (-np.inf, np.nan):
+        q = _finite_quantile(np.array([bad, 0.0, 1.0, 2.0, 3.0]), 0.1)
+        assert math.isfinite(q) and q < 0.0

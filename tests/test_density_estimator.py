@@ -841,3 +841,11 @@ def test_scoring_does_not_change_the_pickle(fitted_2d):
     before = pickle.dumps(est)
     est.score_samples(X[:5])
     assert pickle.dumps(est) == before
+
+
+@pytest.mark.parametrize("d, trace", [(64, "exact"), (65, "hutchinson")])
+def test_auto_trace_switches_above_64_features_for_deep_networks(d, trace):
+    X = np.random.default_rng(0).normal(size=(40, d))
+    est = FlowDensityEstimator(method="fm", hidden_layer_sizes=(4, 4, 4), max_iter=1,
+                               finetune_iter=0, validation_fraction=0, random_state=0).fit(X)
+    assert est.trace_estimator_ == trace

@@ -1113,3 +1113,57 @@ def test_state_dict_refuses_an_unknown_solver():
     state["_extra_state"] = {"n_steps": 4, "solver": "bogus"}
     with pytest.raises(ValueError, match="solver must be one of"):
         flow.load_state_dict(state)
+
+
+# --- tests added from mutation testing of sigflow/flows (each kills a surviving mutant) -------
+def test_block_keeps_the_weights_of_its_best_held_out_check(monkeypatch):
+    # Early stopping must leave the block with the weights of its best held-out check, not
+    # the last (averaged) ones. The checks' values are recorded on their way to _BestWeights.
+    from sigflow.flows import _training
+
+    seen = []
+    update = _training._BestWeights.update
+    monkeypatch.setattr(_training._BestWeights, "update",
+                        lambda self, v, p: (seen.append(v), update(self, v, p))[1])
+    g = torch.Generator().manual_seed(3)
+    spread = torch.tensor([1.0, 0.1, 0.1, 0.1, 0.1, 0.1])
+    X, X_val = torch.randn(150, 6, generator=g) * spread, torch.randn(30, 6, generator=g) * spread
+    cfg = TrainingConfig(hidden_layer_sizes=(64, 64), max_iter=2000, validation_interval=10,
+                         n_iter_no_change=2, learning_rate_init=5e-3)
+    net = VelocityMLP(6, (64, 64), generator=torch.Generator().manual_seed(0))
+    losses, _ = _training._train_fm_block(net, X, None, cfg, g, 0, X_val)
+    assert len(losses) < 2000  # it stopped: its last checks were not its best
+    check = _training._EarlyStopping(X_val, cfg)
+    check.should_stop(net, list(net.parameters()))
+    assert check.best == pytest.approx(min(seen), rel=1e-9, abs=0)
+
+
+def test_refinement_doubles_scoring_steps_up_to_max_scoring_steps(monkeypatch):
+    # The measured solver gap is forced above the limit (a real fit rarely stays there), so
+    # that the doubling runs to its cap: 2 -> 4 -> 8 -> 16 steps, then a warning.
+    from sigflow.flows import _training
+
+    monkeypatch.setattr(_training._FlowValidation, "solver_gap", lambda self, flow: 1.0)
+    X = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    cfg = TrainingConfig(n_blocks=1, method="fm", hidden_layer_sizes=(8,), max_iter=2,
+                         finetune_iter=1, n_ode_steps=2, max_scoring_steps=16)
+    with pytest.warns(SolverAccuracyWarning):
+        result = train_flow(X, cfg, torch.Generator().manual_seed(0))
+    assert result.flow.n_steps == result.finetune_stats["scoring_steps"] == 16
+
+
+def test_block_displacement_is_relative_to_the_pushed_data():
+    from sigflow.flows import _training
+
+    before, after = torch.ones(4, 2), 2 * torch.ones(4, 2)
+    stats = _training._block_stats(0, "jko", 0.3, [1.0], 0.0, 4, before, after)
+    assert stats["displacement"] == pytest.approx(2.0 / 8.0)  # E|T(x)-x|^2 / E|T(x)|^2
+
+
+def test_flow_sample_follows_its_generator():
+    g = torch.Generator().manual_seed(0)
+    flow = Flow([FlowBlock(VelocityMLP(2, (8,), generator=g))])
+    a = flow.sample(5, generator=torch.Generator().manual_seed(1))
+    torch.randn(3)  # the global generator moves on
+    b = flow.sample(5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)

@@ -293,3 +293,56 @@ def test_jko_held_out_check_is_the_block_objective():
         with torch.no_grad():
             expected = float(jko_block_loss(net, X_val, h, n_steps=3))
         assert abs(monitor.best - expected) < 1e-10 * max(1.0, abs(expected))
+
+
+# --- tests added from mutation testing of sigflow/flows (each kills a surviving mutant) -------
+def test_jko_checks_each_block_on_held_out_rows_pushed_through_the_earlier_ones(monkeypatch):
+    from sigflow.flows import Flow, _jko, _training
+
+    seen = []
+    init = _jko._JKOValidation.__init__
+
+    def record(self, X_val, h, probes, config):
+        seen.append(X_val.clone())
+        init(self, X_val, h, probes, config)
+
+    monkeypatch.setattr(_jko._JKOValidation, "__init__", record)
+    g = torch.Generator().manual_seed(0)
+    X, X_val = torch.randn(200, 2, generator=g), torch.randn(40, 2, generator=g)
+    cfg = TrainingConfig(method="jko", n_blocks=2, hidden_layer_sizes=(8,), max_iter=3,
+                         validation_interval=1, n_ode_steps=2)
+    result = _training.TrainingResult(flow=Flow(n_steps=2))
+    net = VelocityMLP(2, (8,), generator=torch.Generator().manual_seed(1))
+    _jko.train_jko_blocks(X, net, cfg, g, result, X_val)
+    pushed = _training._push_all(result.flow.blocks[0], X_val, cfg)[0]
+    assert torch.equal(seen[0], X_val) and torch.equal(seen[1], pushed)
+
+
+def test_tol_stops_at_the_first_block_that_moves_less():
+    import dataclasses
+
+    X = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    cfg = TrainingConfig(method="jko", n_blocks=3, hidden_layer_sizes=(8,), max_iter=3,
+                         batch_size=64, n_ode_steps=2)
+    d1 = train_flow(X, cfg, torch.Generator().manual_seed(0)).block_stats[0]["displacement"]
+    for tol, one_block in ((1.01 * d1, True), (0.99 * d1, False)):
+        fit = train_flow(X, dataclasses.replace(cfg, tol=tol), torch.Generator().manual_seed(0))
+        assert (len(fit.flow.blocks) == 1) == one_block
+
+
+def test_sliced_wasserstein_of_the_normal_quantiles_is_zero():
+    n = 1000
+    q = torch.special.ndtri((torch.arange(n, dtype=torch.float64) + 0.5) / n).reshape(-1, 1)
+    assert sliced_wasserstein_to_normal(q) < 1e-12
+
+
+def test_diagnostics_use_the_same_directions_for_every_block():
+    from sigflow.flows import Flow, FlowBlock
+
+    g = torch.Generator().manual_seed(0)
+    flow = Flow([FlowBlock(VelocityMLP(2, (8,), generator=g)) for _ in range(2)]).double()
+    X = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    for k, row in enumerate(convergence_diagnostics(flow, X)):
+        z = flow(X, n_blocks=k)[0]
+        assert row["sliced_wasserstein"] == pytest.approx(sliced_wasserstein_to_normal(z),
+                                                          rel=1e-12)
