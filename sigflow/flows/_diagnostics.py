@@ -73,7 +73,6 @@ def sliced_wasserstein_to_normal(z, *, n_projections=128, generator=None):
     return math.sqrt(total / (n * n_projections)) if n else float("nan")
 
 
-@torch.no_grad()
 @torch.no_grad()  # floats out: no graph to keep
 def convergence_diagnostics(flow, X, *, log_density=None, probes=None, n_projections=128,
                             generator=None, n_blocks=None):
