@@ -157,9 +157,44 @@ def test_annotation_order_does_not_matter():
 
 
 def test_bandpass_ecg_is_scipys_sosfiltfilt():
+    # padded by even extension over 2 s (at 0.5 Hz), not scipy's odd one of 15 samples
     x = np.random.default_rng(0).normal(size=(3000, 2))
     sos = scipy.signal.butter(2, [0.5, 40.0], btype="bandpass", fs=360, output="sos")
-    np.testing.assert_allclose(bandpass_ecg(x, 360), scipy.signal.sosfiltfilt(sos, x, axis=0),
+    np.testing.assert_allclose(bandpass_ecg(x, 360),
+                               scipy.signal.sosfiltfilt(sos, x, axis=0, padtype="even",
+                                                        padlen=720),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_beats_near_the_record_ends():
+    # A beat whose window runs past the end is left out: its missing part had been the edge
+    # sample repeated, and the last beat of most MIT-BIH records was their most abnormal.
+    rec = load_record(example_records()[0])
+    full = segment_beats(rec)
+    s = int(full.samples[len(full) // 2])
+    for cut_after, kept in ((0.2, False), (0.6, True)):
+        end = s + int(cut_after * rec.fs)
+        inside = rec.ann_samples < end
+        short = segment_beats(dataclasses.replace(rec, signal=rec.signal[:end],
+                                                  ann_samples=rec.ann_samples[inside],
+                                                  ann_symbols=rec.ann_symbols[inside]))
+        assert (short.samples[-1] == s) == kept and short.samples[-1] <= s
+
+
+def test_the_filter_keeps_the_last_beats_of_a_record():
+    # The beats of a record's last second, filtered with the record cut there, against the
+    # same beats filtered inside the whole record. scipy's default padding (an odd extension
+    # of 15 samples) was off by 4-5 % of the beat's size (median) and up to 49 %.
+    rec = load_record(example_records()[0])
+    x, fs = rec.signal[:, 0], rec.fs
+    whole = bandpass_ecg(x, fs)
+    errors = []
+    for s in rec.ann_samples[10:-10:7]:
+        lo, hi = s - int(0.25 * fs), s + int(0.45 * fs)
+        for cut_after in (0.5, 0.6, 0.8, 1.0):
+            cut = bandpass_ecg(x[: s + int(cut_after * fs)], fs)
+            errors.append(np.abs(cut[lo:hi] - whole[lo:hi]).max() / np.ptp(whole[lo:hi]))
+    assert np.median(errors) < 0.02 and max(errors) < 0.1
+
 
 

@@ -209,7 +209,9 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     The lead is filtered (0.5-40 Hz zero-phase Butterworth band-pass). Beats
     are the record's beat annotations (non-beat symbols dropped) or, without
     annotations, the detected R peaks (:func:`detect_r_peaks`). Every beat
-    gets one row; beats at the record edges are padded.
+    gets one row, except beats whose ``window`` runs past the record's ends
+    (at most one or two per record: their shape is incomplete) and beats at
+    invalid samples or in flat stretches (left out with a warning).
 
     Features (``adapt=True``, the default, designed for unseen patients):
 
@@ -347,7 +349,10 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     order = np.argsort(samples, kind="stable")
     samples, symbols, labels = samples[order], symbols[order], labels[order]
 
-    valid = np.ones(len(samples), dtype=bool)
+    # Beats whose window runs past the record's ends are left out: the missing part of their
+    # shape was the edge sample repeated, which made the last beat of most MIT-BIH records
+    # (0.3-0.45 s before the end) the record's most abnormal one.
+    valid = (samples - before >= 0) & (samples + after <= x.shape[0])
     # Beats whose window touches an invalid sample (their shape is interpolation) or a flat
     # stretch (a lead off or a clipped amplifier: no QRS to describe, and features such as
     # the QRS amplitude at their floor would pull a detector's fit) are left out.
