@@ -5,7 +5,8 @@ Protocol
 * Records: the 22 records of the de Chazal inter-patient training set DS1, read in place from
   ``$SIGFLOW_SHARED_DATA/mitdb`` (default ``../shared/data/mitdb`` relative to the repository root).
 * Features: :func:`sigflow.ecg.load_beats` (lead MLII, annotated beats), cached in
-  ``benchmarks/_cache/`` (keyed by the records and the source of ``sigflow/ecg/_beats.py``).
+  ``benchmarks/_cache/`` (keyed by the records and the source of ``sigflow/ecg`` and
+  ``sigflow/preprocessing``).
 * ``GroupKFold`` by record (5 folds by default): every detector is fitted on the N beats of the
   training records only and scores all beats of the held-out records (patients it has never seen).
 * Abnormal = S, V or F (positive class); the 8 Q beats of DS1 are excluded from every metric (their

@@ -39,8 +39,8 @@ output, per record (in --out):
               default the 60 s around the beat with the highest anomaly score (the whole record
               when shorter); --plot-start/--plot-duration choose the span (needs
               matplotlib: pip install "sigflow[plot]")
-  files of an earlier run are not replaced: the run stops before fitting unless
-  --overwrite is given
+  files of an earlier run are not replaced: the run stops before reading the
+  records unless --overwrite is given
 
 examples:
   sigflow demo
@@ -165,8 +165,9 @@ def _build_parser():
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
         p.add_argument(
             "--overwrite", action="store_true",
-            help="replace the CSV and PNG files of an earlier run in --out (without it, a run "
-            "that would replace one stops before fitting)",
+            help="replace the CSV and PNG files of an earlier run in --out (an earlier PNG is "
+            "removed when this run draws none; without --overwrite, a run that would replace "
+            "either stops before reading the records)",
         )
         p.add_argument(
             "--plot-start", type=_non_negative_float, default=None,
@@ -226,12 +227,19 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
     channel 0 (with a warning) where a record lacks it; a named lead must exist. ``r_peaks``
     detects the beats of records without beat annotations."""
     from sigflow.ecg import load_record, segment_beats
-    from sigflow.ecg._edf import is_edf_path
+    from sigflow.ecg._edf import is_edf_path, signal_names
+    from sigflow.ecg._record import record_name
 
     out = []
     for path in _progress(records, quiet, desc):
         if lead is not None and is_edf_path(path):
             # an EDF file's other signals may have other rates: read the lead alone
+            names = signal_names(path)[0] if Path(path).is_file() else None
+            if names is not None and not _edf_has_lead(names, lead):
+                raise ValueError(
+                    f"record {record_name(path)} ({path}) has no lead {lead!r}; its leads: "
+                    f"{', '.join(names)} (--lead)"
+                )
             record = load_record(path, channels=[lead])
             out.append((record, segment_beats(record, lead=0, detector=r_peaks)))
             continue
@@ -244,6 +252,14 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
         out.append((record, segment_beats(record, lead="MLII" if lead is None else lead,
                                           detector=r_peaks)))
     return out
+
+
+def _edf_has_lead(names, lead):
+    """Whether ``lead`` names one of an EDF file's signals (in any case) or indexes one."""
+    text = str(lead).strip()
+    if any(n.upper() == text.upper() for n in names):
+        return True
+    return text.isdigit() and int(text) < len(names)
 
 
 def _same_names(paths, names, prefix, suffix):
@@ -273,10 +289,10 @@ def _drop_beatless(loaded, stream, what):
     return kept
 
 
-def _refuse_overwrite(out, names, plot):
-    """FileExistsError naming the files of ``names`` that a run would replace in ``out``."""
-    suffixes = (".csv", ".png") if plot else (".csv",)
-    existing = [out / f"{name}{suffix}" for name in names for suffix in suffixes]
+def _refuse_overwrite(out, names):
+    """FileExistsError naming the files of ``names`` that a run would replace in ``out`` (a
+    run owns both files of a record: a new CSV beside an earlier PNG would disagree)."""
+    existing = [out / f"{name}{suffix}" for name in names for suffix in (".csv", ".png")]
     existing = [str(path) for path in existing if path.exists()]
     if existing:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
@@ -312,8 +328,10 @@ def run_detection(
     train on. ``lead=None`` analyses MLII, or channel 0 (with a warning) in a record that
     lacks it; a lead given by name or index must exist in every record (ValueError).
     Records given twice (by record name) are a ValueError, among the records to score and
-    among the training records alike. Output files that already exist (an earlier run's) are a
-    FileExistsError before anything is fitted, unless ``overwrite=True``. ``r_peaks`` is the
+    among the training records alike. Output files that already exist (an earlier run's CSV
+    or PNG of a record) are a FileExistsError before any record is read, unless
+    ``overwrite=True``, which replaces them (an earlier PNG is removed when no new one is
+    drawn, so that no PNG disagrees with its CSV). ``r_peaks`` is the
     R-peak detector of records without beat annotations (:func:`sigflow.ecg.detect_r_peaks`).
 
     The PNG shows ``plot_duration`` seconds (default :data:`PLOT_SPAN_S`; ``math.inf``:
@@ -331,6 +349,10 @@ def run_detection(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is an existing file, not a folder (--out)")
+    if not overwrite:  # before any record is read: the names come from the paths
+        from sigflow.ecg._record import record_name
+
+        _refuse_overwrite(out, [record_name(p) for p in records])
     loaded = _segment(records, lead, quiet, "reading records", r_peaks)
     _same_names(records, [b.record for _, b in loaded],
                 f"records with the same name would write the same files in {out}: ",
@@ -341,8 +363,6 @@ def run_detection(
             "no beats found in any record to score: "
             + ", ".join(str(b.record) for _, b in loaded)
         )
-    if not overwrite:
-        _refuse_overwrite(out, [b.record for _, b in scored], plot)
     if train:
         train_loaded = _segment(train, lead, quiet, "reading training records", r_peaks)
         _same_names(train, [b.record for _, b in train_loaded],
@@ -397,6 +417,9 @@ def run_detection(
         pvalue = flow_det._pvalues(score)  # score_pvalues(Xt) without scoring Xt again
         flag = (score < flow_det.offset_).astype(int)
         csv_path = out / f"{b.record}.csv"
+        # an earlier run's PNG (overwrite=True) is replaced below or removed, never left
+        # beside a CSV it does not match
+        (out / f"{b.record}.png").unlink(missing_ok=True)
         with open(csv_path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(CSV_COLUMNS)

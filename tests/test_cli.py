@@ -128,18 +128,22 @@ def test_records_with_the_same_name_are_refused_before_any_work(tmp_path, capsys
 
 def test_an_earlier_runs_files_are_not_replaced_without_overwrite(tmp_path, capsys):
     # Results of an earlier run (a CSV someone has annotated, say) must not be lost to a
-    # second run into the same folder: it stops before fitting and names the files.
+    # second run into the same folder: it stops before reading the records and names the
+    # files; a run owns both files of a record, so with --no-plot an earlier PNG counts too.
     record = example_records()[0]
     name = record.replace("\\", "/").rsplit("/", 1)[-1]
     out = tmp_path / "out"
     out.mkdir()
     (out / f"{name}.png").write_bytes(b"earlier plot")
     argv = ["detect", record, "--out", str(out), "--max-iter", "2", "-q"]
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert f"{out / name}.png exist from an earlier run" in err and "--overwrite" in err
-    assert sorted(p.name for p in out.iterdir()) == [f"{name}.png"]  # nothing written
-    assert main([*argv, "--no-plot"]) == 0  # a run that writes no PNG replaces nothing
+    for extra in ([], ["--no-plot"]):
+        assert main([*argv, *extra]) == 1
+        err = capsys.readouterr().err
+        assert f"{out / name}.png exist from an earlier run" in err and "--overwrite" in err
+        assert sorted(p.name for p in out.iterdir()) == [f"{name}.png"]  # nothing written
+    # --overwrite without a plot: the new CSV, and no earlier PNG left to disagree with it
+    assert main([*argv, "--no-plot", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.csv"]
     csv_before = (out / f"{name}.csv").read_bytes()
     (out / f"{name}.csv").write_bytes(b"edited")
     assert main([*argv, "--no-plot"]) == 1
@@ -147,8 +151,12 @@ def test_an_earlier_runs_files_are_not_replaced_without_overwrite(tmp_path, caps
     assert (out / f"{name}.csv").read_bytes() == b"edited"
     assert main([*argv, "--no-plot", "--overwrite"]) == 0
     assert (out / f"{name}.csv").read_bytes() == csv_before
+    (out / f"{name}.png").write_bytes(b"earlier plot")
     with pytest.raises(FileExistsError, match="and 1 more exist"):
         run_detection([record], out=out, max_iter=2, quiet=True, stream=io.StringIO())
+    # the refusal comes before the records are read: a missing record is not reached
+    with pytest.raises(FileExistsError):
+        run_detection([record, str(tmp_path / "missing")], out=out, quiet=True)
 
 
 def test_refinement_runs_only_on_known_normal_training_beats(tmp_path):

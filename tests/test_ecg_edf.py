@@ -173,3 +173,17 @@ def test_warnings_point_at_the_callers_line(tmp_path):
         with pytest.warns(UserWarning) as caught:
             call()
         assert {w.filename for w in caught} == {__file__}
+
+
+def test_sigflow_detect_names_an_edf_files_leads(tmp_path, capsys):
+    from sigflow.cli import main
+
+    path, _ = _polygraph(tmp_path, "edf+")
+    argv = ["detect", path, "--out", str(tmp_path / "out"), "--max-iter", "2", "-q"]
+    assert main([*argv, "--lead", "II"]) == 1
+    err = capsys.readouterr().err
+    assert f"record holter ({path}) has no lead 'II'; its leads: MLII, V1, SpO2 (--lead)" in err
+    assert main([*argv, "--lead", "spo2"]) == 1
+    assert "lead SpO2 is sampled at 1 Hz, too slowly to show a QRS complex" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

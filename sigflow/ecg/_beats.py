@@ -17,6 +17,10 @@ from ._rpeaks import detect_r_peaks
 
 __all__ = ["Beats", "load_beats", "segment_beats"]
 
+# Lowest sampling rate (Hz) at which beats are looked for: a QRS complex lasts 60-120 ms, a
+# few samples at 50 Hz. A lead sampled more slowly is not an ECG (SpO2 at 1 Hz, say).
+MIN_ECG_FS = 50.0
+
 _RHYTHM_ADAPTED = ("log_pre_rr_rec", "log_post_rr_rec", "log_pre_rr_local", "log_post_pre",
                    "log_local_rr_rec")
 _RHYTHM_RAW = ("pre_rr", "post_rr", "local_rr", "post_pre_ratio", "record_rr")
@@ -292,6 +296,11 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     rec = record if isinstance(record, ECGRecord) else load_record(os.fspath(record))
     ch = _choose_lead(rec, lead)
     fs = rec.fs
+    if fs < MIN_ECG_FS:
+        raise ValueError(
+            f"record {rec.name}: lead {rec.leads[ch]} is sampled at {fs:g} Hz, too slowly to "
+            f"show a QRS complex (an ECG needs {MIN_ECG_FS:g} Hz or more): is it an ECG lead?"
+        )
     before, after = int(round(pre_s * fs)), int(round(post_s * fs))
     if after < 1:
         raise ValueError(

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._warnings import user_stacklevel
 
-__all__ = ["is_edf_path", "read_edf"]
+__all__ = ["is_edf_path", "read_edf", "signal_names"]
 
 _EDF_SUFFIXES = (".edf", ".bdf")
 _ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
@@ -134,6 +134,16 @@ def _resolve(path, names, channels):
     return out
 
 
+def signal_names(path):
+    """Labels and sampling rates (Hz) of the signals of an EDF/BDF file (not the EDF+
+    annotation signal), as :func:`read_edf` counts them."""
+    head = _read_header(path)
+    data = [s for s in head["signals"] if not s["annotation"]]
+    duration = head["duration"] if head["duration"] > 0 else float("nan")
+    return ([s["label"] or f"ch{k}" for k, s in enumerate(data)],
+            [s["n_per_record"] / duration for s in data])
+
+
 def read_edf(path, channels=None):
     """Signals of an EDF/EDF+/BDF file in physical units, with their rate, names and units.
 
@@ -224,7 +234,8 @@ def read_edf(path, channels=None):
     if left:
         warnings.warn(
             f"EDF file {path}: the signals at {rates[chosen[0]]:g} Hz are read; left out at "
-            f"other rates: {', '.join(left)} (read them with channels=)",
+            f"other rates: {', '.join(left)} (read them with channels=; in sigflow detect, "
+            "--lead)",
             UserWarning, stacklevel=user_stacklevel(),
         )
     units = [data[k][1]["units"] for k in chosen]

@@ -290,6 +290,17 @@ def _channel_indices(wfdb, path, pn_dir, channels):
     return out
 
 
+def record_name(path) -> str:
+    """The name :func:`load_record` gives the record at ``path``: the file stem of an EDF
+    file, else the last part of the WFDB record path (without ``.hea``/``.dat``)."""
+    path = os.fspath(path)
+    if is_edf_path(path):
+        return Path(path).stem
+    if path.endswith((".hea", ".dat")):
+        path = path[:-4]
+    return Path(path).name
+
+
 def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     """Read a WFDB record or an EDF/BDF file, in physical units, with its annotations.
 
@@ -352,7 +363,7 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         return _load_edf(wfdb, path, pn_dir, channels, annotation)
     if path.endswith((".hea", ".dat")):
         path = path[:-4]
-    name = Path(path).name
+    name = record_name(path)
     if pn_dir is None:
         _check_local_files(path)
     if channels is not None:
@@ -426,6 +437,6 @@ def _load_edf(wfdb, path, pn_dir, channels, annotation):
         wfdb, path, None, annotation, fs, signal.shape[0]
     )
     return ECGRecord(
-        name=Path(path).stem, signal=signal, fs=fs, leads=leads, units=units,
+        name=record_name(path), signal=signal, fs=fs, leads=leads, units=units,
         ann_samples=ann_samples, ann_symbols=ann_symbols, path=path,
     )
