@@ -120,6 +120,17 @@ def _pan_tompkins(x, fs, refractory=0.2):
     return np.asarray(out, dtype=np.int64)
 
 
+def _typical_peak(x, fs, window_s=2.0):
+    """Median over 2-s windows of the largest ``|x - median(x)|``: the size of a typical R
+    wave in a filtered ECG (the largest value in the signal if it is shorter than 2 s)."""
+    a = np.abs(x - np.median(x))
+    width = max(int(round(window_s * fs)), 1)
+    n = a.shape[0] // width
+    if n == 0:
+        return float(a.max())
+    return float(np.median(a[: n * width].reshape(n, width).max(axis=1)))
+
+
 def _refine_to_peak(x, peaks, fs, radius=0.1):
     """Move each detection to the R-wave extremum of the filtered signal."""
     if len(peaks) == 0:
@@ -207,8 +218,11 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
         from wfdb.processing import gqrs_detect
 
         # GQRS's amplitude thresholds are in millivolts: give it the filtered lead scaled
-        # to a typical R wave of about 1 (the same beats from a record in mV or in uV)
-        size = float(np.percentile(np.abs(filtered - np.median(filtered)), 99.5))
+        # to a typical R wave of about 1 (the same beats from a record in mV or in uV). The
+        # typical R wave is the median of the largest magnitudes of 2-s windows, which nearly
+        # all hold a beat: a few seconds of a large artifact do not move it (a quantile of
+        # all samples did, and GQRS then missed beats throughout the record).
+        size = _typical_peak(filtered, fs)
         if not size > _FLOOR * float(np.max(np.abs(x))):
             return np.zeros(0, dtype=np.int64)  # a flat lead
         peaks = np.asarray(gqrs_detect(filtered / size, fs=fs), dtype=np.int64)
