@@ -51,8 +51,9 @@ QUICK = ("106", "119", "201", "208", "209", "223", "101", "118")
 # The benchmark's five folds of DS1: those GroupKFold(5) made from the annotated beats' counts
 # per record. They are fixed because GroupKFold balances beat counts, so leaving out a few beats
 # (one edge beat a record, say) can move records between folds, and the pooled figures moved
-# with the partition alone: AP 0.751 with these folds against 0.684 with the next partition,
-# for the same features (fold-mean AP 0.825 and 0.835). `--groupkfold` gives GroupKFold's own.
+# with the partition alone: AP 0.744 with these folds against 0.684 with GroupKFold's next
+# partition, for the same features (fold-mean AP 0.820 and 0.835). `--groupkfold` gives
+# GroupKFold's own.
 DS1_FOLDS = (("116", "119", "207", "215"), ("101", "122", "209", "230"),
              ("106", "109", "201", "203"), ("108", "112", "114", "208", "220"),
              ("115", "118", "124", "205", "223"))
