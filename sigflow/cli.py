@@ -144,7 +144,7 @@ def _build_parser():
             "--r-peaks", choices=("pan_tompkins", "gqrs", "xqrs"), default="pan_tompkins",
             help="R-peak detector for records without beat annotations (EDF files, say): "
             "pan_tompkins is fast, gqrs (PhysioNet's GQRS) misses fewer beats in difficult "
-            "records at about 20 times the time (default: %(default)s)",
+            "records at 20-35 times the time (default: %(default)s)",
         )
         p.add_argument(
             "--seed", type=_seed, default=0, help="random seed (default: %(default)s)"
