@@ -164,7 +164,7 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
         from running medians, search-back in long gaps, T-wave rejection); fast.
         ``"gqrs"``: :func:`wfdb.processing.gqrs_detect`, PhysioNet's GQRS, on the
         0.5-40 Hz filtered lead scaled to an R wave of about 1 (its thresholds are
-        in millivolts, so a record in microvolts gets the same beats); about 20
+        in millivolts, so a record in microvolts gets the same beats); 20-35
         times slower, and fewer missed beats on difficult records
         (``benchmarks/rpeaks_mitdb.py``).
         ``"xqrs"``: :func:`wfdb.processing.xqrs_detect` (slower, pure Python).
