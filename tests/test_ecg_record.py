@@ -373,3 +373,16 @@ def test_leads_and_units_a_header_leaves_out_get_names(tmp_path):
     assert rec.leads == ["ch0", "ch1"]
     assert "None" not in rec.units
     assert rec.lead_index("ch1") == 1 and rec.lead_index("None") is None
+
+
+def test_record_name_is_the_name_load_record_gives(tmp_path):
+    # the command line checks for an earlier run's files by these names before reading
+    from sigflow.ecg._record import record_name
+
+    src = example_records()[0]
+    shutil.copy(src + ".dat", tmp_path / "synth01.dat")  # the header names its signal file
+    for name in ("r.dat", "q.hea", "plain"):  # names that end like a WFDB file: by header
+        shutil.copy(src + ".hea", tmp_path / f"{name}.hea")
+        path = str(tmp_path / f"{name}.hea")
+        assert record_name(path) == load_record(path).name == name
+    assert record_name(tmp_path / "plain") == load_record(tmp_path / "plain").name == "plain"

@@ -363,7 +363,7 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         return _load_edf(wfdb, path, pn_dir, channels, annotation)
     if path.endswith((".hea", ".dat")):
         path = path[:-4]
-    name = record_name(path)
+    name = Path(path).name  # what record_name gives for the path as the user wrote it
     if pn_dir is None:
         _check_local_files(path)
     if channels is not None:

@@ -121,14 +121,18 @@ def _pan_tompkins(x, fs, refractory=0.2):
 
 
 def _typical_peak(x, fs, window_s=2.0):
-    """Median over 2-s windows of the largest ``|x - median(x)|``: the size of a typical R
-    wave in a filtered ECG (the largest value in the signal if it is shorter than 2 s)."""
+    """The size of a typical R wave in a filtered ECG: the median of the largest
+    ``|x - median(x)|`` of the 2-s windows that hold a beat, those whose largest value is at
+    least a fifth of the 90th percentile of all windows' (the largest value in the signal if
+    it is shorter than 2 s). Windows without beats (an electrode off, over most of a record)
+    and a few of large artifacts do not move it."""
     a = np.abs(x - np.median(x))
     width = max(int(round(window_s * fs)), 1)
     n = a.shape[0] // width
     if n == 0:
         return float(a.max())
-    return float(np.median(a[: n * width].reshape(n, width).max(axis=1)))
+    peaks = a[: n * width].reshape(n, width).max(axis=1)
+    return float(np.median(peaks[peaks >= 0.2 * np.percentile(peaks, 90)]))
 
 
 def _refine_to_peak(x, peaks, fs, radius=0.1):
@@ -219,9 +223,10 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
 
         # GQRS's amplitude thresholds are in millivolts: give it the filtered lead scaled
         # to a typical R wave of about 1 (the same beats from a record in mV or in uV). The
-        # typical R wave is the median of the largest magnitudes of 2-s windows, which nearly
-        # all hold a beat: a few seconds of a large artifact do not move it (a quantile of
-        # all samples did, and GQRS then missed beats throughout the record).
+        # typical R wave is measured over the 2-s windows that hold beats: neither a few
+        # seconds of a large artifact (a quantile of all samples was moved by them, and GQRS
+        # then missed beats throughout the record) nor an electrode off over most of the
+        # record (a median over all windows was) moves it.
         size = _typical_peak(filtered, fs)
         if not size > _FLOOR * float(np.max(np.abs(x))):
             return np.zeros(0, dtype=np.int64)  # a flat lead
