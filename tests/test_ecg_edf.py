@@ -68,7 +68,7 @@ def test_edf_channel_errors_name_the_signals(tmp_path):
     path, _ = _polygraph(tmp_path, "edf+")
     with pytest.raises(ValueError, match=r"different sampling rates \(MLII 360 Hz, SpO2 1 Hz\)"):
         load_record(path, channels=["MLII", "SpO2"])
-    with pytest.raises(ValueError, match=r"has no signal 'II'; its 3 signal\(s\): "
+    with pytest.raises(ValueError, match=r"EDF file .* has no lead 'II'; its 3 channel\(s\): "
                                          r"\['MLII', 'V1', 'SpO2'\]"):
         load_record(path, channels=["II"])
     with pytest.raises(ValueError, match="index 3 is out of range"):

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from .._warnings import user_stacklevel
+from ._channels import resolve_channels
 
 __all__ = ["is_edf_path", "read_edf", "signal_names"]
 
@@ -101,39 +102,6 @@ def _read_header(path):
     }
 
 
-def _resolve(path, names, channels):
-    """``channels`` (indices or names, matched without regard to case) as indices."""
-    if isinstance(channels, (str, int, np.integer)):
-        channels = [channels]
-    try:
-        items = list(channels)
-    except TypeError:
-        raise ValueError(
-            f"channels must be a list of channel indices or lead names, got {channels!r}"
-        ) from None
-    listed = f"its {len(names)} signal(s): {names}"
-    out = []
-    for c in items:
-        if isinstance(c, str):
-            match = [i for i, n in enumerate(names) if n.upper() == c.strip().upper()]
-            if not match and c.strip().isdigit():
-                c = int(c.strip())
-            elif not match:
-                raise ValueError(f"channels: EDF file {path} has no signal {c!r}; {listed}")
-            else:
-                out.append(match[0])
-                continue
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-            if not 0 <= c < len(names):
-                raise ValueError(f"channels: index {c} is out of range for {path}; {listed}")
-            out.append(int(c))
-        else:
-            raise ValueError(f"channels must hold channel indices or lead names, got {c!r}")
-    if not out or len(set(out)) != len(out):
-        raise ValueError(f"channels must name distinct channels, at least one; got {channels!r}")
-    return out
-
-
 def signal_names(path):
     """Labels and sampling rates (Hz) of the signals of an EDF/BDF file (not the EDF+
     annotation signal), as :func:`read_edf` counts them."""
@@ -191,7 +159,7 @@ def read_edf(path, channels=None):
         left = [f"{names[k]} ({rates[k]:g} Hz)" for k, r in enumerate(rates) if r != top]
     else:
         left = []
-        chosen = _resolve(path, names, channels)
+        chosen = resolve_channels(channels, names, len(names), f"EDF file {path}")
         if len({rates[k] for k in chosen}) > 1:
             raise ValueError(
                 f"channels: the signals of {path} asked for have different sampling rates ("

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._warnings import user_stacklevel
+from ._channels import resolve_channels
 from ._edf import is_edf_path, read_edf
 
 __all__ = ["ECGRecord", "RecordFormatError", "load_record"]
@@ -248,14 +249,6 @@ def _annotations_at(ann, fs, n_samples, ann_file):
 
 def _channel_indices(wfdb, path, pn_dir, channels):
     """``channels`` (indices or lead names) as indices, checked against the record's header."""
-    if isinstance(channels, (str, int, np.integer)):
-        channels = [channels]
-    try:
-        items = list(channels)
-    except TypeError:
-        raise ValueError(
-            f"channels must be a list of channel indices or lead names, got {channels!r}"
-        ) from None
     where = f"{pn_dir}/{path}" if pn_dir else path
     try:
         with _quiet_wfdb():
@@ -266,28 +259,7 @@ def _channel_indices(wfdb, path, pn_dir, channels):
         raise RecordFormatError(f"could not read WFDB header {where}.hea: {exc}") from exc
     n_sig = int(header.n_sig)
     names = [str(v) for v in (getattr(header, "sig_name", None) or [])]
-    listed = f"its {n_sig} channel(s): {names}" if names else f"its {n_sig} channel(s)"
-    out = []
-    for c in items:
-        if isinstance(c, str):  # a lead name in any case, or digits naming an index
-            match = [i for i, n in enumerate(names) if n.strip().upper() == c.strip().upper()]
-            if match:
-                out.append(match[0])
-                continue
-            if not c.strip().isdigit():
-                raise ValueError(f"channels: record {where} has no lead {c!r}; {listed}")
-            c = int(c.strip())
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-            if not 0 <= c < n_sig:
-                raise ValueError(
-                    f"channels: index {c} is out of range for record {where}; {listed}"
-                )
-            out.append(int(c))
-        else:
-            raise ValueError(f"channels must hold channel indices or lead names, got {c!r}")
-    if not out or len(set(out)) != len(out):
-        raise ValueError(f"channels must name distinct channels, at least one; got {channels!r}")
-    return out
+    return resolve_channels(channels, names, n_sig, f"record {where}")
 
 
 def record_name(path) -> str:
