@@ -23,6 +23,9 @@ import numpy as np
 # carry over to the scored records (it is set for about 1 %).
 FALSE_ALARM_NOTE = 0.05
 
+# detect_r_peaks's methods, spelt here so that --help needs no import of sigflow.ecg
+_R_PEAK_METHODS = ("pan_tompkins", "gqrs", "xqrs")
+
 CSV_COLUMNS = ("record", "sample", "time_s", "label", "score", "pvalue", "flag", "threshold")
 
 _EPILOG = """\
@@ -141,7 +144,7 @@ def _build_parser():
             "(default: MLII, or channel 0 with a warning where a record lacks MLII)",
         )
         p.add_argument(
-            "--r-peaks", choices=("pan_tompkins", "gqrs", "xqrs"), default="pan_tompkins",
+            "--r-peaks", choices=_R_PEAK_METHODS, default="pan_tompkins",
             help="R-peak detector for records without beat annotations (EDF files, say): "
             "pan_tompkins is fast, gqrs (PhysioNet's GQRS) misses fewer beats in difficult "
             "records at 20-35 times the time (default: %(default)s)",
@@ -227,6 +230,7 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
     channel 0 (with a warning) where a record lacks it; a named lead must exist. ``r_peaks``
     detects the beats of records without beat annotations."""
     from sigflow.ecg import load_record, segment_beats
+    from sigflow.ecg._channels import resolve_channels
     from sigflow.ecg._edf import is_edf_path, signal_names
     from sigflow.ecg._record import record_name
 
@@ -235,11 +239,14 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
         if lead is not None and is_edf_path(path):
             # an EDF file's other signals may have other rates: read the lead alone
             names = signal_names(path)[0] if Path(path).is_file() else None
-            if names is not None and not _edf_has_lead(names, lead):
+            try:
+                if names is not None:
+                    resolve_channels([lead], names, len(names), path)
+            except ValueError:
                 raise ValueError(
                     f"record {record_name(path)} ({path}) has no lead {lead!r}; its leads: "
                     f"{', '.join(names)} (--lead)"
-                )
+                ) from None
             record = load_record(path, channels=[lead])
             out.append((record, segment_beats(record, lead=0, detector=r_peaks)))
             continue
@@ -252,14 +259,6 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
         out.append((record, segment_beats(record, lead="MLII" if lead is None else lead,
                                           detector=r_peaks)))
     return out
-
-
-def _edf_has_lead(names, lead):
-    """Whether ``lead`` names one of an EDF file's signals (in any case) or indexes one."""
-    text = str(lead).strip()
-    if any(n.upper() == text.upper() for n in names):
-        return True
-    return text.isdigit() and int(text) < len(names)
 
 
 def _same_names(paths, names, prefix, suffix):

@@ -458,3 +458,11 @@ def test_the_command_shows_warnings_as_one_line_each(tmp_path):
     )
     assert "sigflow: warning: contamination='auto' is calibrated on only" in result.stderr
     assert "pipeline.py" not in result.stderr and "UserWarning" not in result.stderr
+
+
+def test_r_peaks_choices_are_the_detectors_methods():
+    # spelt twice so that `sigflow --help` does not import sigflow.ecg (and numba)
+    from sigflow.cli import _R_PEAK_METHODS
+    from sigflow.ecg._rpeaks import METHODS
+
+    assert _R_PEAK_METHODS == METHODS

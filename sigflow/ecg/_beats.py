@@ -13,7 +13,7 @@ from .._warnings import user_stacklevel
 from ._aami import aami_class
 from ._filters import bandpass_ecg
 from ._record import ECGRecord, load_record
-from ._rpeaks import detect_r_peaks
+from ._rpeaks import METHODS, detect_r_peaks
 
 __all__ = ["Beats", "load_beats", "segment_beats"]
 
@@ -25,7 +25,7 @@ _RHYTHM_ADAPTED = ("log_pre_rr_rec", "log_post_rr_rec", "log_pre_rr_local", "log
                    "log_local_rr_rec")
 _RHYTHM_RAW = ("pre_rr", "post_rr", "local_rr", "post_pre_ratio", "record_rr")
 _SHAPE = ("qrs_amplitude", "template_corr")
-_DETECTORS = ("pan_tompkins", "gqrs", "xqrs")
+_DETECTORS = METHODS
 # floor of the per-record rhythm spread (log units, about 2 % of an RR interval): keeps very
 # regular records from blowing up timing jitter
 _RHYTHM_MIN_SPREAD = 0.02

@@ -30,6 +30,8 @@ _LEVEL_FLOOR = 0.01
 # threshold, and the two shorter gaps are searched again, up to this many times (one pass
 # found one of several small beats in a row: MIT-BIH 203's runs of small ventricular beats).
 _SEARCH_BACK_PASSES = 5
+# The detectors of detect_r_peaks(method=...) (and segment_beats(detector=...)).
+METHODS = ("pan_tompkins", "gqrs", "xqrs")
 # Refined detections closer than this (s) are one beat: the refractory period, which no RR
 # interval undercuts. (At 0.15 s the 26 MIT-BIH records lose 18 fewer beats, but get pairs of
 # detections 0.153 s apart, one beat counted twice.)
@@ -213,8 +215,8 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
     if not finite.all():
         # NaN and +-inf alike are invalid samples: bridge them with the median
         x = np.where(finite, x, float(np.median(x[finite])) if finite.any() else 0.0)
-    if method not in ("pan_tompkins", "gqrs", "xqrs"):
-        raise ValueError(f"method must be 'pan_tompkins', 'gqrs' or 'xqrs', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     filtered = bandpass_ecg(x, fs, low=0.5, high=40.0)
     if method == "pan_tompkins":
         peaks = _pan_tompkins(x, fs)
