@@ -102,14 +102,19 @@ def _read_header(path):
     }
 
 
-def signal_names(path):
-    """Labels and sampling rates (Hz) of the signals of an EDF/BDF file (not the EDF+
-    annotation signal), as :func:`read_edf` counts them."""
-    head = _read_header(path)
+def _names_and_rates(head):
+    """Labels and sampling rates (Hz) of the header's signals, the EDF+ annotation signal
+    left out (NaN rates when the data record duration is not positive)."""
     data = [s for s in head["signals"] if not s["annotation"]]
     duration = head["duration"] if head["duration"] > 0 else float("nan")
     return ([s["label"] or f"ch{k}" for k, s in enumerate(data)],
             [s["n_per_record"] / duration for s in data])
+
+
+def signal_names(path):
+    """Labels and sampling rates (Hz) of the signals of an EDF/BDF file (not the EDF+
+    annotation signal), as :func:`read_edf` counts them."""
+    return _names_and_rates(_read_header(path))
 
 
 def read_edf(path, channels=None):
@@ -141,8 +146,7 @@ def read_edf(path, channels=None):
         raise _format_error(path, "it holds annotations only, no signal")
     if head["duration"] <= 0:
         raise _format_error(path, f"the data record duration is {head['duration']:g} s")
-    names = [s["label"] or f"ch{k}" for k, (_, s) in enumerate(data)]
-    rates = [s["n_per_record"] / head["duration"] for _, s in data]
+    names, rates = _names_and_rates(head)
     for k, (_, s) in enumerate(data):
         if s["n_per_record"] < 1:
             raise _format_error(path, f"signal {names[k]} has {s['n_per_record']} samples "
