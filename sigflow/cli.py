@@ -348,9 +348,13 @@ def run_detection(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is an existing file, not a folder (--out)")
-    if not overwrite:  # before any record is read: the names come from the paths
-        from sigflow.ecg._record import record_name
+    # before any record is read: a missing record, then an earlier run's files (the
+    # names come from the paths)
+    from sigflow.ecg._record import record_name, require_record_files
 
+    for path in records:
+        require_record_files(path)
+    if not overwrite:
         _refuse_overwrite(out, [record_name(p) for p in records])
     loaded = _segment(records, lead, quiet, "reading records", r_peaks)
     _same_names(records, [b.record for _, b in loaded],

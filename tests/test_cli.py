@@ -154,8 +154,10 @@ def test_an_earlier_runs_files_are_not_replaced_without_overwrite(tmp_path, caps
     (out / f"{name}.png").write_bytes(b"earlier plot")
     with pytest.raises(FileExistsError, match="and 1 more exist"):
         run_detection([record], out=out, max_iter=2, quiet=True, stream=io.StringIO())
-    # the refusal comes before the records are read: a missing record is not reached
-    with pytest.raises(FileExistsError):
+    # both checks come before any record is read, a missing record first: its name (the
+    # last part of the path) says nothing about whether it exists
+    (out / "missing.csv").write_bytes(b"earlier")
+    with pytest.raises(FileNotFoundError, match="missing.hea"):
         run_detection([record, str(tmp_path / "missing")], out=out, quiet=True)
 
 

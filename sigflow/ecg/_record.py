@@ -273,6 +273,20 @@ def record_name(path) -> str:
     return Path(path).name
 
 
+def require_record_files(path) -> None:
+    """Raise the :class:`FileNotFoundError` :func:`load_record` raises for a local record
+    that is not there (no EDF file, or no WFDB header), without reading anything."""
+    path = os.fspath(path)
+    if is_edf_path(path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"EDF file not found: {path}")
+        return
+    if path.endswith((".hea", ".dat")):
+        path = path[:-4]
+    if not os.path.isfile(path + ".hea"):
+        raise FileNotFoundError(f"WFDB header file not found: {path}.hea")
+
+
 def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     """Read a WFDB record or an EDF/BDF file, in physical units, with its annotations.
 
@@ -402,8 +416,7 @@ def _load_edf(wfdb, path, pn_dir, channels, annotation):
             f"EDF files are read from local files only; download {path} from {pn_dir} first "
             "and pass its path without pn_dir"
         )
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"EDF file not found: {path}")
+    require_record_files(path)
     signal, fs, leads, units = read_edf(path, channels)
     ann_samples, ann_symbols = _read_annotations(
         wfdb, path, None, annotation, fs, signal.shape[0]
