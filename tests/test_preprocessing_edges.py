@@ -76,6 +76,22 @@ def test_spectral_features_refuse_a_segment_length_changed_since_fit():
         sf.set_params(nperseg=None).transform(X)  # None means 256 at fit, not the fitted 64
 
 
+def test_filters_refuse_parameters_changed_since_fit():
+    # they kept filtering with the filter designed in fit, whatever set_params had changed
+    from sigflow.preprocessing import BandpassFilter, BaselineWanderRemover, NotchFilter
+
+    X = np.random.default_rng(4).normal(size=(3, 1000))
+    for fitted, change in ((BandpassFilter(fs=250.0), {"high": 20.0}),
+                           (NotchFilter(fs=250.0), {"freq": 60.0}),
+                           (BaselineWanderRemover(fs=250.0), {"fs": 500.0})):
+        fitted.fit(X)
+        same = fitted.transform(X)
+        np.testing.assert_array_equal(fitted.set_params(**fitted.get_params()).transform(X), same)
+        with pytest.raises(ValueError, match="changed since fit"):
+            fitted.set_params(**change).transform(X)
+        assert not np.array_equal(fitted.fit(X).transform(X), same)  # fitted again: new filter
+
+
 @pytest.mark.parametrize("dtype", ["datetime64[s]", "timedelta64[ms]", "<U3"])
 def test_transformers_refuse_dates_and_text_like_the_functions(dtype):
     # validate_data(dtype=float64) turned dates and digit strings into numbers silently,
@@ -90,3 +106,31 @@ def test_transformers_refuse_dates_and_text_like_the_functions(dtype):
     fitted = WindowFeatures().fit(np.zeros((3, 64)))
     with pytest.raises(ValueError, match="X must be numeric"):
         fitted.transform(X)
+
+
+def test_transformers_refuse_text_in_object_arrays_and_dataframes():
+    # object arrays, pandas string and categorical columns have dtype kind "O": the kind
+    # alone let digit strings through, to be parsed into numbers
+    import datetime
+
+    from sigflow.preprocessing import NotchFilter, WindowFeatures
+
+    X = np.random.default_rng(3).normal(size=(4, 64)).round(2)
+    inputs = {"text or bytes": [X.astype(str).astype(object), X.astype(bytes).astype(object)],
+              "dates": [np.full((4, 64), datetime.date(2020, 1, 1), dtype=object)]}
+    pd = pytest.importorskip("pandas")
+    inputs["text or bytes"] += [pd.DataFrame(X.astype(str)).astype("string"),
+                                pd.DataFrame(X.astype(str)).astype("category")]
+    mixed = pd.DataFrame(X)
+    mixed[63] = mixed[63].astype(str)  # one text column among numbers
+    inputs["text or bytes"].append(mixed)
+    for what, cases in inputs.items():
+        for case in cases:
+            for transformer in (WindowFeatures(), NotchFilter(fs=250.0)):
+                with pytest.raises(ValueError, match=f"X must be numeric, got {what}"):
+                    transformer.fit(case)
+    # numbers stored as objects or categories are numbers, as scikit-learn takes them
+    expected = WindowFeatures().fit_transform(X)
+    for case in (X.astype(object), pd.DataFrame(X).astype(object),
+                 pd.DataFrame(X).astype("category"), pd.DataFrame(X).astype("Float64")):
+        np.testing.assert_array_equal(WindowFeatures().fit_transform(case), expected)

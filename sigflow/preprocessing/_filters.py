@@ -256,6 +256,12 @@ class _RowFilter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
+        if not np.array_equal(self._design(), self.sos_):  # a design costs microseconds
+            raise ValueError(
+                f"the parameters of this {type(self).__name__} changed since fit (set_params "
+                "after fit): fit again, so that the filter designed in fit (sos_) is the one "
+                "its parameters describe"
+            )
         return _filtfilt(self.sos_, X, axis=1)
 
     def __sklearn_tags__(self):

@@ -62,15 +62,46 @@ def _row_chunks(n_rows, width):
 
 def _refuse_non_numeric(X, name="X"):
     """The functions' dtype rule for the transformers: ``validate_data(dtype=float64)``
-    would turn dates, durations and digit strings into numbers without a word."""
+    would turn dates, durations and digit strings into numbers without a word.
+
+    Refused: numpy dates, durations, text and bytes; object arrays and DataFrame columns
+    (object, pandas string or categorical) that hold text, bytes, dates or durations.
+    Object arrays of plain numbers pass, as scikit-learn takes them.
+    """
     dtypes = getattr(X, "dtypes", None)  # a DataFrame: each column's
-    kinds = ({getattr(d, "kind", "O") for d in dtypes} if dtypes is not None
-             else {np.asarray(X).dtype.kind})
-    bad = kinds & set("mMUSV")
-    if bad:
-        raise ValueError(
-            f"{name} must be numeric, got {'dates' if bad & set('mM') else 'text or bytes'}"
-        )
+    if dtypes is not None and hasattr(X, "iloc"):
+        columns = [(d, X.iloc[:, i]) for i, d in enumerate(dtypes)]
+    else:
+        array = X if isinstance(X, np.ndarray) else np.asarray(X)
+        columns = [(array.dtype, array)]
+    for dtype, values in columns:
+        what = _non_numeric(dtype, values)
+        if what:
+            raise ValueError(f"{name} must be numeric, got {what}")
+
+
+_KIND_NAMES = {"m": "durations", "M": "dates", "U": "text", "S": "bytes", "V": "raw bytes"}
+
+
+def _non_numeric(dtype, values):
+    """What non-numeric values a column (or array) of ``dtype`` holds, or None."""
+    kind = getattr(dtype, "kind", "O")
+    if kind in _KIND_NAMES:
+        return _KIND_NAMES[kind]
+    categories = getattr(dtype, "categories", None)  # pandas categorical: its categories
+    if categories is not None:
+        return _non_numeric(categories.dtype, np.asarray(categories, dtype=object))
+    if kind != "O":
+        return None
+    # object values (or an extension dtype such as pandas' string): look at them
+    for value in np.asarray(values, dtype=object).ravel():
+        if isinstance(value, (str, bytes)):
+            return "text or bytes"
+        if isinstance(value, (np.datetime64, np.timedelta64)) or (
+            not isinstance(value, numbers.Number) and hasattr(value, "isoformat")
+        ):  # datetime, date, time, pandas Timestamp
+            return "dates"
+    return None
 
 
 def _check_axis(axis, ndim):
