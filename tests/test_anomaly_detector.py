@@ -9,11 +9,12 @@ import pytest
 from scipy import stats
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sigflow import FlowAnomalyDetector
+from sigflow.estimators import CalibrationWarning
 
 # Two kernel offsets (one antithetic pair) keep scoring cheap; the default is 8.
 QUICK = dict(
@@ -224,8 +225,15 @@ def test_auto_threshold_warns_when_too_few_rows_calibrate_it():
 
     tiny = {**QUICK, "n_blocks": 2, "hidden_layer_sizes": (8, 8), "max_iter": 20}
     # 300 rows hold out 60 for calibration: too few for the 1 % guarantee
-    with pytest.warns(UserWarning, match="calibrated on only 60 held-out rows"):
+    with pytest.warns(CalibrationWarning, match="calibrated on only 60 held-out rows"):
         FlowAnomalyDetector(**tiny).fit(_normal(300, 4))
+    assert issubclass(CalibrationWarning, UserWarning)
+    # it names the user's line, also through scikit-learn's Pipeline and cross-validation
+    with pytest.warns(CalibrationWarning) as rec:
+        make_pipeline(StandardScaler(), FlowAnomalyDetector(**tiny)).fit(_normal(300, 4))
+        cross_val_score(FlowAnomalyDetector(**tiny), _normal(600, 4), cv=2,
+                        scoring=lambda est, X, y=None: 0.0)
+    assert {r.filename for r in rec} == {__file__}
     # 500 rows hold out 100; and a fixed contamination needs no calibration guarantee
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="contamination='auto'")
@@ -259,20 +267,25 @@ def test_far_rows_are_refused_wherever_the_split_puts_them(contamination):
 
 
 def test_a_new_row_without_density_is_an_outlier_with_a_finite_threshold():
-    # A row far beyond float64's reach scores -inf; the threshold stays finite, so that
-    # decision_function is finite for finite scores and negative for that row.
+    # A row far beyond float64's reach scores the lowest float (its log-likelihood
+    # overflows; -inf would stop scikit-learn's metrics); the threshold stays finite, so
+    # that decision_function is finite and negative for that row.
     params = {**QUICK, "max_iter": 20, "smoothing": None, "n_score_draws": 1}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 60 calibration rows: fewer than 99
         det = FlowAnomalyDetector(**params).fit(_normal(300, 3))
     assert np.isfinite(det.offset_)
     decision = det.decision_function(np.vstack([_normal(5, 5), np.full((1, 3), 1e200)]))
-    assert np.isfinite(decision[:5]).all() and decision[5] < 0
-    # a finite row at the largest float standardises to inf; it scores -inf, not NaN
+    assert np.isfinite(decision).all() and decision[5] < 0
+    # a finite row at the largest float standardises to inf; it scores lowest, not NaN
     big = np.zeros((1, 3))
     big[0, 1] = np.finfo(np.float64).max
-    assert np.isneginf(det.score_samples(big)).all()
+    lowest = np.finfo(np.float64).min
+    assert det.score_samples(big).tolist() == [lowest]
     assert det.predict(big).tolist() == [-1]
+    X = np.vstack([_normal(5, 6), big])
+    assert roc_auc_score([1, 1, 1, 1, 1, 0], det.decision_function(X)) == 1.0
+    assert (det.score_pvalues(big) < 0.05).all()
 
 
 def test_few_calibration_rows_put_the_threshold_at_their_lowest_score():

@@ -32,9 +32,23 @@ QUICK = dict(
 )
 
 
-@parametrize_with_checks([FlowDensityEstimator(**SMALL), FlowAnomalyDetector(**SMALL)])
+@parametrize_with_checks([
+    FlowDensityEstimator(**SMALL), FlowAnomalyDetector(**SMALL),
+    # float32 scoring caches a converted flow, which must not change the estimator's
+    # __dict__ (check_dict_unchanged)
+    FlowDensityEstimator(**SMALL, inference_dtype="float32"),
+])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_tags_say_what_the_estimators_are():
+    density, detector = FlowDensityEstimator(), FlowAnomalyDetector()
+    assert density.__sklearn_tags__().estimator_type == "density_estimator"
+    assert density.__sklearn_tags__().transformer_tags is not None  # transform: to latent
+    assert detector.__sklearn_tags__().estimator_type == "outlier_detector"
+    for est in (density, detector):
+        assert not est.__sklearn_tags__().input_tags.allow_nan
 
 
 def _two_moons_like(n, seed=0):
@@ -596,19 +610,22 @@ def test_pickles_are_the_same_bytes_each_time(fitted_2d):
 def test_float32_flow_is_converted_once_per_fit(fitted_2d):
     import copy
 
+    from sigflow.estimators._base import _CONVERTED_FLOWS
+
     est, X = fitted_2d
     fast = copy.deepcopy(est).set_params(inference_dtype="float32")
+    state = dict(vars(fast))
     first = fast.score_samples(X[:1])
-    converted = fast._converted_flow[2]
+    assert vars(fast) == state  # the cache is kept off the estimator
+    converted = _CONVERTED_FLOWS[fast.flow_][1]
     np.testing.assert_array_equal(fast.score_samples(X[:1]), first)
-    assert fast._converted_flow[2] is converted  # reused, not copied per call
-    assert "_converted_flow" not in fast.__getstate__()
+    assert _CONVERTED_FLOWS[fast.flow_][1] is converted  # reused, not copied per call
     fast.fit(X[:300])  # a new flow: converted anew
     np.testing.assert_allclose(
         fast.score_samples(X[:5]),
         fast.set_params(inference_dtype="float64").score_samples(X[:5]), rtol=1e-5, atol=1e-4,
     )
-    assert fast._converted_flow[2] is not converted
+    assert _CONVERTED_FLOWS[fast.flow_][1] is not converted
 
 
 def test_constant_features_are_named_in_the_warning():

@@ -11,6 +11,7 @@ from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .._warnings import user_stacklevel
 from ._base import BaseFlowEstimator, _flow_params_doc, _refuse_far_rows, _robust_location_scale
 
 __all__ = ["FlowAnomalyDetector"]
@@ -31,6 +32,14 @@ def _finite_quantile(scores, q):
     very low number, not NaN (``-inf + inf``): a NaN ``offset_`` would flag every sample."""
     lowest = np.finfo(np.float64).min
     return float(np.quantile(np.where(np.isnan(scores), lowest, np.maximum(scores, lowest)), q))
+
+
+class CalibrationWarning(UserWarning):
+    """Too few held-out rows for ``contamination="auto"`` to keep its false-alarm bound.
+
+    A class of its own so that it can be filtered (in a grid search over small data, say,
+    where every fit would warn): ``warnings.simplefilter("ignore", CalibrationWarning)``.
+    """
 
 
 class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
@@ -291,9 +300,11 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         return unit * (self.smoothing_ * self.scale_)
 
     def _scores(self, X):
-        """Kernel-averaged log-likelihood of validated rows ``X`` (see the class notes)."""
+        """Kernel-averaged log-likelihood of validated rows ``X`` (see the class notes),
+        at least the lowest float64 (an overflowing log-likelihood is not -inf)."""
         offsets = self.kernel_offsets_
-        return self._log_likelihood(X, None if not offsets.any() else offsets)
+        scores = self._log_likelihood(X, None if not offsets.any() else offsets)
+        return np.maximum(scores, np.finfo(np.float64).min)
 
     def score_samples(self, X):
         """Normality score of each sample: higher means more normal.
@@ -301,7 +312,9 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
         The log-likelihood of the fitted flow (natural log, in the user's units), averaged
         over the smoothing kernel's offsets ``kernel_offsets_`` when smoothing is on (see
         the class notes); with ``smoothing=None`` or ``n_score_draws=1``, the plain
-        log-likelihood.
+        log-likelihood. A row so far out that its log-likelihood overflows gets the lowest
+        float64 (about -1.8e308) rather than ``-inf``, so that scikit-learn's metrics
+        (``roc_auc_score``, say), which refuse infinite scores, take it.
 
         Parameters
         ----------
@@ -342,8 +355,8 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
                 f"which flags about 1 / {len(cal) + 1} = {100 / (len(cal) + 1):.1f} % of new "
                 "normal data on average; fit on more rows, raise calibration_fraction, or "
                 "set contamination",
-                UserWarning,
-                stacklevel=3,
+                CalibrationWarning,
+                stacklevel=user_stacklevel(),
             )
         return max(float(cal[k - 1]), np.finfo(np.float64).min)  # -inf as in _finite_quantile
 

@@ -8,6 +8,7 @@ import math
 import numbers
 import re
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._warnings import user_stacklevel
 from ..flows import Flow, TrainingConfig, rademacher_probes, train_flow
 from ._device import resolve_device
 
@@ -27,6 +29,10 @@ TRACE_ESTIMATORS = ("auto", "exact", "hutchinson")
 # keeps the exact trace for them.
 EXACT_TRACE_MAX_DIM = 64
 _SCORE_CHUNK = 4096  # rows per solve on a GPU
+# fitted flow -> (key, its copy in another dtype): a cache kept off the estimators, whose
+# non-fit methods must leave their __dict__ as it was (scikit-learn's rule); an entry goes
+# with its flow
+_CONVERTED_FLOWS = weakref.WeakKeyDictionary()
 
 
 def _score_chunk(device):
@@ -649,7 +655,7 @@ class BaseFlowEstimator(BaseEstimator):
                     "feature's own units (scale 1), so how far off a change scores depends "
                     "on those units",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=user_stacklevel(),
                 )
 
     # ------------------------------------------------------------------ scoring
@@ -687,17 +693,16 @@ class BaseFlowEstimator(BaseEstimator):
         if dtype == torch.float64:
             return self.flow_, dtype
         # Converted once per fitted flow, not per call: a copy per call made float32 slower
-        # than float64 on small batches (row-by-row scoring). Not pickled (see __getstate__).
-        # The key follows the flow's weights (their in-place version counters: a
-        # load_state_dict or an optimiser step bumps them), device, steps and solver.
+        # than float64 on small batches (row-by-row scoring). The key follows the flow's
+        # weights (their in-place version counters: a load_state_dict or an optimiser step
+        # bumps them), device, steps and solver.
         params = list(self.flow_.parameters())
         key = (dtype, self.flow_.n_steps, self.flow_.solver,
                tuple((p._version, p.device) for p in params))
-        cached = getattr(self, "_converted_flow", None)
-        if cached is None or cached[0] is not self.flow_ or cached[1] != key:
-            cached = self._converted_flow = (self.flow_, key,
-                                             copy.deepcopy(self.flow_).to(dtype))
-        return cached[2], dtype
+        cached = _CONVERTED_FLOWS.get(self.flow_)
+        if cached is None or cached[0] != key:
+            cached = _CONVERTED_FLOWS[self.flow_] = (key, copy.deepcopy(self.flow_).to(dtype))
+        return cached[1], dtype
 
     def _standardised_tensor(self, X, dtype=torch.float64):
         return torch.as_tensor((X - self.location_) / self.scale_, dtype=dtype, device=self.device_)
@@ -869,7 +874,7 @@ class BaseFlowEstimator(BaseEstimator):
                 "longer stages of the block-wise flow; fit with finetune_iter=0 for the "
                 "per-block picture",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
         ou_time = 0.0
         for row in rows:
@@ -884,7 +889,6 @@ class BaseFlowEstimator(BaseEstimator):
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         state = dict(super().__getstate__())
-        state.pop("_converted_flow", None)  # a cache, made again when needed
         flow = state.get("flow_")
         if isinstance(flow, Flow) and any(
             t.device.type != "cpu" for t in (*flow.parameters(), *flow.buffers())
@@ -904,7 +908,7 @@ class BaseFlowEstimator(BaseEstimator):
                 f"this model was fitted on {device}, which is not available here; "
                 "it now runs on the CPU (device_='cpu')",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
             state["device_"] = device = "cpu"
         if device is not None and isinstance(state.get("flow_"), Flow):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, DensityMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -19,7 +19,9 @@ _FLOW_DOC = _flow_params_doc(
 )
 
 
-class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseFlowEstimator):
+class FlowDensityEstimator(
+    ClassNamePrefixFeaturesOutMixin, DensityMixin, TransformerMixin, BaseFlowEstimator
+):
     __doc__ = f"""Density estimation with a continuous normalizing flow.
 
     The flow maps standardised data through blocks of ODEs to ``N(0, I)``; the exact
@@ -125,7 +127,24 @@ class FlowDensityEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             return self._fit_flow(X, check_random_state(self.random_state))
 
     def score(self, X, y=None):
-        """Mean log-likelihood of ``X``: higher is better (used by ``GridSearchCV``)."""
+        """Mean log-likelihood of ``X``: higher is better (used by ``GridSearchCV``).
+
+        The mean, as :class:`sklearn.mixture.GaussianMixture` gives it (not the sum of
+        :class:`sklearn.neighbors.KernelDensity`), so that scores of folds of different
+        sizes compare.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite rows, in the units the estimator was fitted in.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            ``score_samples(X).mean()``, in nats per row.
+        """
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples=1, random_state=None):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._warnings import user_stacklevel
 from ._divergence import rademacher_probes
 from ._flow import Flow, FlowBlock, standard_normal_log_prob
 from ._ode import evaluations_per_step
@@ -800,7 +801,7 @@ def finetune_flow(result, X, X_val, config, generator):
                 "density by about that much; raise n_ode_steps or solver_penalty, or lower "
                 "finetune_learning_rate",
                 SolverAccuracyWarning,
-                stacklevel=2,
+                stacklevel=user_stacklevel(),
             )
     result.finetune_stats = {
         "n_iter": len(losses),
