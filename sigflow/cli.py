@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
+import re
 import sys
 import time
 import warnings
@@ -68,6 +70,28 @@ def _positive_int(text):
 
 def _non_negative_int(text):
     return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _check_annotation(annotation):
+    """``annotation`` (an annotator name: letters, digits, ``_``) or None; else ValueError."""
+    if annotation is not None and not (
+        isinstance(annotation, str) and re.fullmatch(r"\w+", annotation, re.ASCII)
+    ):
+        raise ValueError(
+            f"annotation must be the extension of an annotation file (letters, digits and _, "
+            f"without the dot: 'atr', 'qrs') or None, got {annotation!r}"
+        )
+    return annotation
+
+
+def _annotation_extension(text):
+    try:
+        return _check_annotation(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an annotation file extension (letters, digits and _, without "
+            "the dot: atr, qrs), or 'none'"
+        ) from None
 
 
 def _float_above(text, low, strict, what):
@@ -200,6 +224,12 @@ def _build_parser():
         "--train", nargs="+", metavar="RECORD", help="records to learn normal beats from"
     )
     detect.add_argument(
+        "--annotation", default="atr", metavar="EXT", type=_annotation_extension,
+        help="extension of the annotation files that label the beats, e.g. qrs for "
+        "PhysioNet's afdb, whose .atr files mark rhythms only; 'none' ignores annotations "
+        "and detects the beats (default: %(default)s)",
+    )
+    detect.add_argument(
         "--normal-only",
         action="store_true",
         help="learn only from beats annotated as normal (N) in the training records",
@@ -225,10 +255,11 @@ def _progress(iterable, quiet, desc):
     return tqdm(iterable, desc=desc, leave=False)
 
 
-def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
+def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr"):
     """Load each record once; return ``[(record, beats)]``. ``lead=None`` analyses MLII, or
     channel 0 (with a warning) where a record lacks it; a named lead must exist. ``r_peaks``
-    detects the beats of records without beat annotations."""
+    detects the beats of records without beat annotations (in ``RECORD.annotation``; None:
+    every record's)."""
     from sigflow.ecg import load_record, segment_beats
     from sigflow.ecg._channels import resolve_channels
     from sigflow.ecg._edf import is_edf_path, signal_names
@@ -247,10 +278,10 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins"):
                     f"record {record_name(path)} ({path}) has no lead {lead!r}; its leads: "
                     f"{', '.join(names)} (--lead)"
                 ) from None
-            record = load_record(path, channels=[lead])
+            record = load_record(path, channels=[lead], annotation=annotation)
             out.append((record, segment_beats(record, lead=0, detector=r_peaks)))
             continue
-        record = load_record(path)
+        record = load_record(path, annotation=annotation)
         if lead is not None and record.lead_index(lead) is None:
             raise ValueError(
                 f"record {record.name} ({path}) has no lead {lead!r}; its leads: "
@@ -319,6 +350,7 @@ def run_detection(
     plot_duration=None,
     overwrite=False,
     r_peaks="pan_tompkins",
+    annotation="atr",
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
 
@@ -331,7 +363,10 @@ def run_detection(
     or PNG of a record) are a FileExistsError before any record is read, unless
     ``overwrite=True``, which replaces them (an earlier PNG is removed when no new one is
     drawn, so that no PNG disagrees with its CSV). ``r_peaks`` is the
-    R-peak detector of records without beat annotations (:func:`sigflow.ecg.detect_r_peaks`).
+    R-peak detector of records without beat annotations (:func:`sigflow.ecg.detect_r_peaks`);
+    ``annotation`` is the extension of the annotation files that hold the beat labels
+    (``"atr"``; ``"qrs"`` for PhysioNet's afdb, whose ``.atr`` files mark rhythms only), or
+    None to detect the beats of every record.
 
     The PNG shows ``plot_duration`` seconds (default :data:`PLOT_SPAN_S`; ``math.inf``:
     the whole record) from ``plot_start``, or centred on the beat with the highest anomaly
@@ -343,6 +378,10 @@ def run_detection(
     from sigflow.ecg import make_beat_detector
 
     stream = stream or sys.stdout
+    records = [os.path.expanduser(os.fspath(r)) for r in records]  # a quoted "~/..."
+    if _check_annotation(annotation) is None and normal_only:
+        raise ValueError("--normal-only needs the beat annotations that --annotation none "
+                         "(annotation=None) leaves unread")
     if not str(out).strip():
         raise ValueError("the output folder (--out) must not be empty")
     out = Path(out)
@@ -356,7 +395,7 @@ def run_detection(
         require_record_files(path)
     if not overwrite:
         _refuse_overwrite(out, [record_name(p) for p in records])
-    loaded = _segment(records, lead, quiet, "reading records", r_peaks)
+    loaded = _segment(records, lead, quiet, "reading records", r_peaks, annotation)
     _same_names(records, [b.record for _, b in loaded],
                 f"records with the same name would write the same files in {out}: ",
                 "; score them in separate runs or with different --out folders")
@@ -367,7 +406,8 @@ def run_detection(
             + ", ".join(str(b.record) for _, b in loaded)
         )
     if train:
-        train_loaded = _segment(train, lead, quiet, "reading training records", r_peaks)
+        train_loaded = _segment(train, lead, quiet, "reading training records", r_peaks,
+                                annotation)
         _same_names(train, [b.record for _, b in train_loaded],
                     "training records given twice (by record name): ",
                     "; their beats would be learnt twice, and the detector's calibration rows "
@@ -589,7 +629,9 @@ def main(argv=None):
             run = run_detection(records, **options)
         else:
             run = run_detection(
-                args.records, train=args.train, normal_only=args.normal_only, **options
+                args.records, train=args.train, normal_only=args.normal_only,
+                annotation=None if args.annotation.lower() == "none" else args.annotation,
+                **options,
             )
         _summary(run["results"], sys.stdout)
     except (OSError, ValueError) as exc:

@@ -468,3 +468,37 @@ def test_r_peaks_choices_are_the_detectors_methods():
     from sigflow.ecg._rpeaks import METHODS
 
     assert _R_PEAK_METHODS == METHODS
+
+
+def test_beat_labels_from_another_annotation_file(tmp_path, capsys):
+    # some databases keep beat labels in another file (PhysioNet afdb: .qrs; its .atr holds
+    # rhythms only): --annotation picks it, and 'none' ignores annotations altogether
+    import shutil
+
+    src = example_records()[0]
+    for ext in (".hea", ".dat"):
+        shutil.copy(src + ext, tmp_path / f"synth01{ext}")
+    shutil.copy(src + ".atr", tmp_path / "synth01.qrs")
+    record = str(tmp_path / "synth01")
+    annotated = _read(_detect_one(main, [record, "--annotation", "qrs"], tmp_path / "qrs"))
+    reference = _read(_detect_one(main, [src], tmp_path / "atr"))
+    assert [r["label"] for r in annotated] == [r["label"] for r in reference]
+    assert {r["label"] for r in annotated} >= {"N", "V"}
+    for argv, out in (([record], "default"), ([src, "--annotation", "none"], "none")):
+        detected = _read(_detect_one(main, argv, tmp_path / out))  # no .atr / not read
+        assert {r["label"] for r in detected} == {""}
+        assert abs(len(detected) - len(reference)) <= 0.02 * len(reference)
+    capsys.readouterr()
+    for bad in (".atr", "a/b", ""):
+        with pytest.raises(SystemExit):
+            main(["detect", record, "--annotation", bad])
+        assert "not an annotation file extension" in capsys.readouterr().err
+    assert main(["detect", record, "--annotation", "none", "--normal-only",
+                 "--out", str(tmp_path / "x")]) == 1
+    assert "--normal-only needs the beat annotations" in capsys.readouterr().err
+
+
+def _detect_one(main, argv, out):
+    assert main(["detect", *argv, "--out", str(out), *_FAST]) == 0
+    (csv_path,) = out.glob("*.csv")
+    return csv_path

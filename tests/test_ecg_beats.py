@@ -126,6 +126,32 @@ def test_invalid_samples_drop_only_the_beats_they_touch():
     assert np.median(np.abs(gappy.features[far] - kept[far])) < 0.02
 
 
+def test_a_beat_annotated_twice_is_one_beat_with_a_warning():
+    # annotation files that label each beat on two channels repeat every sample: each beat
+    # was two rows, every other RR interval 0, and the record's rhythm scale with it
+    import dataclasses
+
+    rec = load_record(example_records()[0])
+    clean = segment_beats(rec)
+    symbols = rec.ann_symbols.copy()
+    twice = dataclasses.replace(
+        rec, ann_samples=np.concatenate([rec.ann_samples, rec.ann_samples]),
+        ann_symbols=np.concatenate([rec.ann_symbols, symbols]),
+    )
+    n_repeated = len(rec.ann_samples)
+    with pytest.warns(UserWarning, match=rf"{n_repeated} beat annotation\(s\) repeat"):
+        beats = segment_beats(twice)
+    np.testing.assert_array_equal(beats.samples, clean.samples)
+    np.testing.assert_array_equal(beats.labels, clean.labels)
+    np.testing.assert_allclose(beats.features, clean.features)
+    # the first label of a beat is kept, and a disagreement is counted
+    beat = np.flatnonzero(np.isin(rec.ann_samples, clean.samples))[0]
+    second = dataclasses.replace(rec, ann_samples=np.r_[rec.ann_samples, rec.ann_samples[beat]],
+                                 ann_symbols=np.r_[rec.ann_symbols, ["V"]])
+    with pytest.warns(UserWarning, match="1 of them had a different label"):
+        np.testing.assert_array_equal(segment_beats(second).symbols, clean.symbols)
+
+
 @pytest.mark.parametrize("value", [0.0, "clip"])
 def test_beats_at_flat_stretches_are_left_out_with_a_warning(value):
     # A lead off (zeros) or an amplifier clipped at its top for a while: annotated beats

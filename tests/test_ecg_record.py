@@ -21,6 +21,7 @@ from sigflow.ecg import (
     load_record,
     segment_beats,
 )
+from sigflow.ecg._record import record_name
 
 
 def test_load_example_record():
@@ -91,6 +92,28 @@ def test_truncated_dat_names_the_file(tmp_path):
     (tmp_path / "synth01.dat").write_bytes(data[: len(data) // 3])
     with pytest.raises(RecordFormatError, match=r"truncated.*synth01\.dat"):
         load_record(tmp_path / "synth01")
+    # a byte-aligned format one byte short (format 212 packs two samples in 3 bytes and
+    # may end in a partial group); it got wfdb's "Samples were not loaded correctly"
+    _write(tmp_path, "r16", load_record(src).signal[:, 0], 360.0)
+    data = (tmp_path / "r16.dat").read_bytes()
+    (tmp_path / "r16.dat").write_bytes(data[:-1])
+    with pytest.raises(RecordFormatError, match=r"truncated.*r16\.dat.*format 16"):
+        load_record(tmp_path / "r16")
+
+
+def test_record_paths_with_a_home_folder_or_a_dat_file(tmp_path, monkeypatch):
+    src = example_records()[0]
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(src + ext, tmp_path / f"synth01{ext}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rec = load_record("~/synth01")  # a quoted ~ reaches Python unexpanded
+    assert rec.name == "synth01" and record_name("~/synth01") == "synth01"
+    np.testing.assert_array_equal(rec.signal, load_record(src).signal)
+    # a .dat path names the record of the same name; a signal file of another name gets a
+    # hint to pass the header
+    (tmp_path / "synth01.dat").rename(tmp_path / "signals.dat")
+    with pytest.raises(FileNotFoundError, match=r"signals\.hea.*pass the record's \.hea path"):
+        load_record(tmp_path / "signals.dat")
 
 
 @pytest.mark.parametrize("odd", [False, True])  # cut at an even or an odd byte
@@ -218,6 +241,8 @@ def test_multi_segment_record_with_a_gap(tmp_path):
     )
     rec = load_record(tmp_path / "multi")
     assert rec.signal.shape == (len(sig) + gap, 1)
+    np.testing.assert_array_equal(load_record(tmp_path / "multi", channels=["MLII"]).signal,
+                                  rec.signal)  # the layout segment names the channels
     assert np.isnan(rec.signal[half: half + gap]).all()
     assert np.isfinite(rec.signal[:half]).all() and np.isfinite(rec.signal[half + gap:]).all()
 
@@ -351,14 +376,42 @@ def test_load_record_rejects_bad_channels(tmp_path, channels, match):
     assert not isinstance(info.value, RecordFormatError)
 
 
+def test_leads_with_several_samples_per_frame_are_read_averaged_with_a_warning(tmp_path):
+    # MLII at 2 samples per frame (360 Hz), V1 at 1 (180 Hz, the frame rate): wfdb
+    # averages each frame's samples, and the lead's higher rate is lost without a word
+    rng = np.random.default_rng(0)
+    n_frames = 1800
+    mlii = rng.integers(-500, 500, size=(n_frames, 2))
+    v1 = rng.integers(-500, 500, size=(n_frames, 1))
+    np.column_stack([mlii, v1]).astype("<i2").tofile(tmp_path / "mf.dat")
+    (tmp_path / "mf.hea").write_text(
+        f"mf 2 180 {n_frames}\nmf.dat 16x2 200/mV 16 0 0 0 0 MLII\n"
+        "mf.dat 16x1 200/mV 16 0 0 0 0 V1\n"
+    )
+    with pytest.warns(UserWarning, match=r"MLII \(2 per frame\).*averaged.*180 Hz"):
+        rec = load_record(tmp_path / "mf")
+    assert rec.fs == 180.0 and rec.leads == ["MLII", "V1"]
+    # (wfdb rounds the average to a digital value)
+    np.testing.assert_allclose(rec.signal[:, 0], mlii.mean(axis=1) / 200, atol=0.5 / 200)
+    np.testing.assert_allclose(rec.signal[:, 1], v1[:, 0] / 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_record(tmp_path / "mf", channels=["V1"])  # V1 alone is at its own rate
+
+
 def test_load_record_channels_of_a_multi_segment_record(tmp_path):
     sig, fs, _ = _synthetic(20)
     _write_two_segments(tmp_path, sig, fs)
     full = load_record(tmp_path / "multi")
     rec = load_record(tmp_path / "multi", channels=[0])
     np.testing.assert_array_equal(rec.signal, full.signal)
+    # by name too: a multi-segment header names no signals, its segments do
+    np.testing.assert_array_equal(load_record(tmp_path / "multi", channels=["mlii"]).signal,
+                                  full.signal)
     with pytest.raises(ValueError, match="index 1 is out of range"):
         load_record(tmp_path / "multi", channels=[1])
+    with pytest.raises(ValueError, match="no lead 'V1'.*MLII"):
+        load_record(tmp_path / "multi", channels=["V1"])
 
 
 def test_leads_and_units_a_header_leaves_out_get_names(tmp_path):

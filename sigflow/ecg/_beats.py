@@ -357,6 +357,23 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
         labels = np.full(len(samples), "", dtype="<U1")
     order = np.argsort(samples, kind="stable")
     samples, symbols, labels = samples[order], symbols[order], labels[order]
+    repeated = np.flatnonzero(np.diff(samples) == 0) + 1
+    if repeated.size:
+        # one beat annotated twice (on two channels, say): a second beat at the same
+        # sample would be a row of its own with an RR interval of 0, which also skews the
+        # record's rhythm features (normalised by their spread over all beats)
+        differ = int((symbols[repeated] != symbols[repeated - 1]).sum())
+        warnings.warn(
+            f"record {rec.name}: {repeated.size} beat annotation(s) repeat the sample of the "
+            "one before (e.g. sample "
+            f"{int(samples[repeated[0]])}); each beat is kept once, with its first label"
+            + (f" ({differ} of them had a different label)" if differ else ""),
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
+        first = np.ones(len(samples), dtype=bool)
+        first[repeated] = False
+        samples, symbols, labels = samples[first], symbols[first], labels[first]
 
     # Beats whose window runs past the record's ends are left out: the missing part of their
     # shape was the edge sample repeated, which made the last beat of most MIT-BIH records

@@ -190,8 +190,9 @@ def _check_local_files(path: str, *, segment_of: str | None = None) -> None:
         offset = int((head.byte_offset or [0] * head.n_sig)[idx[0]] or 0)
         expected = offset + math.ceil(head.sig_len * per_frame * bits / 8)
         found = os.path.getsize(dat)
-        # Formats 212/310/311 pack samples in groups; allow the final partial group.
-        if found + 3 < expected:
+        # Formats 212/310/311 pack samples in groups; allow the final partial group. The
+        # others are byte-aligned: any byte short is a truncated file.
+        if found + (3 if fmt in ("212", "310", "311") else 0) < expected:
             raise RecordFormatError(
                 f"truncated WFDB signal file {dat}: expected {expected} bytes for "
                 f"{head.sig_len} samples (format {fmt}), found {found}"
@@ -250,13 +251,25 @@ def _annotations_at(ann, fs, n_samples, ann_file):
 def _channel_indices(wfdb, path, pn_dir, channels):
     """``channels`` (indices or lead names) as indices, checked against the record's header."""
     where = f"{pn_dir}/{path}" if pn_dir else path
-    try:
-        with _quiet_wfdb():
-            header = wfdb.rdheader(path, pn_dir=pn_dir)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise RecordFormatError(f"could not read WFDB header {where}.hea: {exc}") from exc
+
+    def read_header(record):
+        try:
+            with _quiet_wfdb():
+                return wfdb.rdheader(record, pn_dir=pn_dir)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            shown = f"{pn_dir}/{record}" if pn_dir else record
+            raise RecordFormatError(f"could not read WFDB header {shown}.hea: {exc}") from exc
+
+    header = read_header(path)
+    segments = getattr(header, "seg_name", None)
+    if segments:
+        # a multi-segment header names no signals: channels are those of its layout
+        # segment (a first segment of length 0), else of its (fixed-layout) segments
+        first = next((seg for seg in segments if seg and seg != "~"), None)
+        if first is not None:
+            header = read_header(os.path.join(os.path.dirname(path), first))
     n_sig = int(header.n_sig)
     names = [str(v) for v in (getattr(header, "sig_name", None) or [])]
     return resolve_channels(channels, names, n_sig, f"record {where}")
@@ -265,7 +278,7 @@ def _channel_indices(wfdb, path, pn_dir, channels):
 def record_name(path) -> str:
     """The name :func:`load_record` gives the record at ``path``: the file stem of an EDF
     file, else the last part of the WFDB record path (without ``.hea``/``.dat``)."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if is_edf_path(path):
         return Path(path).stem
     if path.endswith((".hea", ".dat")):
@@ -276,7 +289,7 @@ def record_name(path) -> str:
 def require_record_files(path) -> None:
     """Raise the :class:`FileNotFoundError` :func:`load_record` raises for a local record
     that is not there (no EDF file, or no WFDB header), without reading anything."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if is_edf_path(path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"EDF file not found: {path}")
@@ -345,13 +358,25 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     wfdb = _import_wfdb()
 
     path = os.fspath(path)
+    if pn_dir is None:
+        path = os.path.expanduser(path)  # a quoted "~/..." (wfdb does not expand it)
     if is_edf_path(path):
         return _load_edf(wfdb, path, pn_dir, channels, annotation)
+    dat_path = path.endswith(".dat")
     if path.endswith((".hea", ".dat")):
         path = path[:-4]
     name = Path(path).name  # what record_name gives for the path as the user wrote it
     if pn_dir is None:
-        _check_local_files(path)
+        try:
+            _check_local_files(path)
+        except FileNotFoundError as exc:
+            if dat_path and not os.path.isfile(path + ".hea"):
+                raise FileNotFoundError(
+                    f"{exc}; a .dat path is read as the record of the same name, and a "
+                    "record's signal file may have another name: pass the record's .hea "
+                    "path or its name"
+                ) from None
+            raise
     if channels is not None:
         channels = _channel_indices(wfdb, path, pn_dir, channels)
     try:
@@ -373,6 +398,19 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
             f"read {signal.shape[0]}"
         )
     signal = np.asarray(signal, dtype=np.float64)
+    per_frame = [int(v or 1) for v in (getattr(rec, "samps_per_frame", None) or [])]
+    if max(per_frame, default=1) > 1:
+        # wfdb averages the samples of each frame (smooth_frames): such leads lose their
+        # higher rate, which a user should know about before reading their beats
+        sig_names = rec.sig_name or [f"ch{i}" for i in range(len(per_frame))]
+        fast = [f"{sig_names[i]} ({k} per frame)" for i, k in enumerate(per_frame) if k > 1]
+        warnings.warn(
+            f"record {name} stores more than one sample per frame for {', '.join(fast)}; "
+            f"they are read averaged over each frame, at the frame rate {float(rec.fs):g} Hz "
+            "(the rate of its annotations)",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
     ann_samples, ann_symbols = _read_annotations(
         wfdb, path, pn_dir, annotation, float(rec.fs), signal.shape[0]
     )
