@@ -44,7 +44,11 @@ def make_beat_detector(**params):
         ``RobustScaler`` followed by ``FlowAnomalyDetector``; steps
         ``"scale"`` and ``"detector"`` (grid-search keys such as
         ``detector__n_blocks``). ``score_samples`` is higher for more normal
-        beats; ``predict`` returns +1 (normal) or -1 (abnormal).
+        beats; ``predict`` returns +1 (normal) or -1 (abnormal). Its scores
+        are log-likelihoods of the *scaled* features: they differ from the
+        flow's in the features' own units by ``sum(log scale_)`` of the
+        scaler, the same for every beat, so rankings, thresholds and p-values
+        are unchanged.
 
     Examples
     --------
