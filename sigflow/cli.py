@@ -287,7 +287,7 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr
                 f"record {record.name} ({path}) has no lead {lead!r}; its leads: "
                 f"{', '.join(record.leads)} (--lead)"
             )
-        out.append((record, segment_beats(record, lead="MLII" if lead is None else lead,
+        out.append((record, segment_beats(record, lead=lead,
                                           detector=r_peaks)))
     return out
 

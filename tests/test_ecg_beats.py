@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -356,3 +357,18 @@ def test_local_rr_is_the_median_of_the_intervals_before_the_pre_rr():
     assert local[2] == med == 1.0
     np.testing.assert_allclose(pre[1:], r)
     np.testing.assert_allclose(post[:-1], r)
+
+
+def test_a_lead_asked_for_must_exist():
+    # a typo'd lead gave channel 0's beats with only a warning, which a batch script with
+    # warnings filtered would never see; only the default (MLII) falls back
+    rec = load_record(example_records()[0])
+    for lead in ("V9", 5, "5"):
+        with pytest.raises(ValueError, match=r"has no lead .*; its leads: MLII"):
+            segment_beats(rec, lead=lead)
+        with pytest.raises(ValueError, match=r"has no lead"):
+            load_beats(example_records()[:1], lead=lead)
+    assert segment_beats(rec, lead="mlii").lead == segment_beats(rec, lead=0).lead == "MLII"
+    renamed = dataclasses.replace(rec, leads=["V1"])
+    with pytest.warns(UserWarning, match="has no lead 'MLII'.*using channel 0 \\(V1\\)"):
+        assert segment_beats(renamed).lead == "V1"

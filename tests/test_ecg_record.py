@@ -331,12 +331,14 @@ def test_mitdb_lead_by_name_and_fallback(shared_data):
     rec114 = load_record(shared_data / "mitdb" / "114")
     assert rec114.leads == ["V5", "MLII"]
     beats = segment_beats(rec114, lead="MLII")
-    assert beats.lead == "MLII"
-    # 102: no MLII at all -> channel 0 with a warning
+    assert beats.lead == "MLII" and segment_beats(rec114).lead == "MLII"
+    # 102: no MLII at all -> by default channel 0 with a warning; asked for, an error
     rec102 = load_record(shared_data / "mitdb" / "102")
     with pytest.warns(UserWarning, match="no lead 'MLII'.*channel 0"):
-        beats = segment_beats(rec102, lead="MLII")
+        beats = segment_beats(rec102)
     assert beats.lead == "V5"
+    with pytest.raises(ValueError, match="no lead 'MLII'; its leads: V5, V2"):
+        segment_beats(rec102, lead="MLII")
 
 
 # --- choosing channels ---------------------------------------------------------------------

@@ -97,12 +97,23 @@ class Beats:
         return int(self.samples.shape[0])
 
 
+DEFAULT_LEAD = "MLII"
+
+
 def _choose_lead(rec: ECGRecord, lead) -> int:
-    idx = rec.lead_index(lead)
+    """The channel of ``lead``; ``None``: MLII, or channel 0 with a warning where the record
+    lacks it. A lead asked for by name or index must exist (a typo must not give another
+    lead's beats)."""
+    idx = rec.lead_index(DEFAULT_LEAD if lead is None else lead)
+    if idx is None and lead is not None:
+        raise ValueError(
+            f"record {rec.name} has no lead {lead!r}; its leads: {', '.join(rec.leads)} "
+            f"(lead=None analyses {DEFAULT_LEAD}, or channel 0 where a record lacks it)"
+        )
     if idx is None:
         idx = 0
         warnings.warn(
-            f"record {rec.name} has no lead {lead!r} (leads: {', '.join(rec.leads)}); "
+            f"record {rec.name} has no lead {DEFAULT_LEAD!r} (leads: {', '.join(rec.leads)}); "
             f"using channel 0 ({rec.leads[0]})",
             UserWarning,
             stacklevel=user_stacklevel(),
@@ -206,7 +217,7 @@ def _bin_windows(x, samples, before, after, n_bins):
     return np.add.reduceat(win, edges[:-1], axis=1) / counts, win
 
 
-def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_tompkins",
+def segment_beats(record, *, lead=None, use_annotations=True, detector="pan_tompkins",
                   window=(0.25, 0.45), n_morphology=24, local_beats=10, adapt=True):
     """Find the beats of a record and describe each by morphology and rhythm.
 
@@ -247,9 +258,10 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
     record : str, path-like or ECGRecord
         A WFDB record path without extension, an EDF/BDF file, or a record
         already loaded with :func:`load_record`.
-    lead : str or int, default="MLII"
-        Lead name (or channel index). When the record lacks it, channel 0 is
-        used with a warning.
+    lead : str, int or None, default=None
+        Lead name (in any case) or channel index; it must exist (ValueError
+        naming the record's leads). None: MLII, or channel 0 with a warning
+        where the record lacks MLII.
     use_annotations : bool, default=True
         Use the beat annotations when present; False always detects R peaks.
         A record whose annotations hold no beat labels (only rhythm or noise
@@ -437,7 +449,7 @@ def segment_beats(record, *, lead="MLII", use_annotations=True, detector="pan_to
                  rec.leads[ch], names, annotated, ch)
 
 
-def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
+def load_beats(records, *, lead=None, return_samples=False, **kwargs):
     """Beat features, AAMI labels and record groups from WFDB records (or EDF files).
 
     Parameters
@@ -446,10 +458,11 @@ def load_beats(records, *, lead="MLII", return_samples=False, **kwargs):
         WFDB record paths without extension (as :func:`wfdb.rdrecord` takes
         them), e.g. ``["mitdb/101", "mitdb/106"]``, or EDF/BDF files
         (``"holter.edf"``; see :func:`load_record`).
-    lead : str or int, default="MLII"
-        Lead to use; records without it fall back to channel 0 with a
-        warning (MIT-BIH 102 and 104 have no MLII; in 114 MLII is channel 1
-        and is found by name).
+    lead : str, int or None, default=None
+        Lead to use, by name or channel index; every record must have it.
+        None: MLII, or channel 0 with a warning in a record without MLII
+        (MIT-BIH 102 and 104 have none; in 114 MLII is channel 1 and is
+        found by name).
     return_samples : bool, default=False
         Also return each beat's R-peak sample index.
     **kwargs
