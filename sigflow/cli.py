@@ -24,6 +24,8 @@ import numpy as np
 # Share of labelled normal beats flagged above which the summary says the threshold does not
 # carry over to the scored records (it is set for about 1 %).
 FALSE_ALARM_NOTE = 0.05
+#: The summary notes a low recall below this share of flagged abnormal beats.
+LOW_RECALL_NOTE = 0.5
 
 # detect_r_peaks's methods, spelt here so that --help needs no import of sigflow.ecg
 _R_PEAK_METHODS = ("pan_tompkins", "gqrs", "xqrs")
@@ -38,7 +40,8 @@ output, per record (in --out):
               (conformal p-value: small means unlike the training beats), flag (1 when the
               score is below the threshold), threshold (the detector's score threshold,
               set for about 1 % false alarms on normal beats like the training beats; on
-              other patients' records it is often many more)
+              other patients' records it is often many more; --contamination F flags a
+              share F of the training beats instead)
   RECORD.png  the ECG trace with beats coloured by anomaly score = threshold - score
               (> 0: flagged, red; the same colour scale for every record of a run); by
               default the 60 s around the beat with the highest anomaly score (the whole record
@@ -117,6 +120,17 @@ def _non_negative_float(text):
 PLOT_SPAN_S = 60.0
 
 
+def _contamination(text):
+    if text.strip().lower() == "auto":
+        return "auto"
+    value = _positive_float(text)
+    if value > 0.5:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not 'auto' or a fraction of the training beats in (0, 0.5]"
+        )
+    return value
+
+
 def _plot_duration(text):
     if text.strip().lower() == "all":
         return math.inf
@@ -188,6 +202,14 @@ def _build_parser():
             default=None,
             help="steps of the likelihood refinement of all blocks together; 0 skips it and "
             f"fits several times faster (default: {finetune_default})",
+        )
+        p.add_argument(
+            "--contamination", type=_contamination, default="auto", metavar="{auto,FRACTION}",
+            help="where the threshold lies: 'auto' flags about 1 %% of beats like the "
+            "training beats (when these include abnormal ones, as they do without "
+            "--normal-only, a record with more abnormal beats than that gets most of them "
+            "unflagged); a fraction in (0, 0.5], e.g. 0.1, flags that share of the training "
+            "beats, for an expected share of abnormal beats (default: %(default)s)",
         )
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
         p.add_argument(
@@ -351,6 +373,7 @@ def run_detection(
     overwrite=False,
     r_peaks="pan_tompkins",
     annotation="atr",
+    contamination="auto",
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
 
@@ -366,7 +389,9 @@ def run_detection(
     R-peak detector of records without beat annotations (:func:`sigflow.ecg.detect_r_peaks`);
     ``annotation`` is the extension of the annotation files that hold the beat labels
     (``"atr"``; ``"qrs"`` for PhysioNet's afdb, whose ``.atr`` files mark rhythms only), or
-    None to detect the beats of every record.
+    None to detect the beats of every record. ``contamination`` is the detector's
+    (:class:`sigflow.FlowAnomalyDetector`): ``"auto"`` sets the threshold for about 1 % false
+    alarms on beats like the training beats, a float flags that fraction of them.
 
     The PNG shows ``plot_duration`` seconds (default :data:`PLOT_SPAN_S`; ``math.inf``:
     the whole record) from ``plot_start``, or centred on the beat with the highest anomaly
@@ -444,7 +469,8 @@ def run_detection(
     if finetune_iter is not None:
         params["finetune_iter"] = finetune_iter
     detector = make_beat_detector(
-        device=device, random_state=seed, verbose=int(not quiet), **params
+        device=device, random_state=seed, verbose=int(not quiet), contamination=contamination,
+        **params
     )
     detector.fit(X_train)
     print(
@@ -497,7 +523,8 @@ def run_detection(
             r["png"] = _plot(record, r["beats"], r["score"], flow_det.offset_, out,
                              plot_start, plot_duration, anomaly)
     skipped = [b.record for _, b in loaded if not len(b)]
-    return {"detector": detector, "results": results, "skipped": skipped}
+    return {"detector": detector, "results": results, "skipped": skipped,
+            "contamination": contamination, "normal_only": bool(normal_only)}
 
 
 def _plot_figure(record, beats, score, offset, start=0.0, duration=None, run_anomaly=None):
@@ -550,7 +577,7 @@ def _plot(record, beats, score, offset, out, start=None, duration=None, run_anom
     return path
 
 
-def _summary(results, stream):
+def _summary(results, stream, contamination="auto", normal_only=False):
     """AUROC and average precision of abnormal (S, V, F) against N beats, where labelled.
 
     Q beats (paced, fusion of paced and normal, unclassifiable) are left out, as AAMI EC57
@@ -594,6 +621,22 @@ def _summary(results, stream):
             "more records (or on these records themselves)",
             file=stream,
         )
+    recall = float(flag[abnormal].mean())
+    if recall < LOW_RECALL_NOTE:
+        if contamination == "auto":
+            how = ("set for about 1 % false alarms on beats like the training beats"
+                   + ("" if normal_only else ", which include the abnormal ones (no "
+                      "--normal-only)"))
+        else:
+            how = f"set to flag {100 * contamination:g} % of the training beats"
+        print(
+            f"note: {100 * recall:.0f} % of the abnormal beats are flagged. The threshold is "
+            f"{how}, so a record with more abnormal beats than that keeps most of them "
+            "unflagged. Rank by score or p-value (the AUROC above), pass --contamination "
+            "with the share of abnormal beats you expect, or train on normal beats "
+            "(--train ... --normal-only)",
+            file=stream,
+        )
     return {"auroc": auroc, "average_precision": ap}
 
 
@@ -619,6 +662,7 @@ def main(argv=None):
         finetune_iter=args.finetune_iter,
         overwrite=args.overwrite,
         r_peaks=args.r_peaks,
+        contamination=args.contamination,
     )
     try:
         if args.command == "demo":
@@ -633,7 +677,7 @@ def main(argv=None):
                 annotation=None if args.annotation.lower() == "none" else args.annotation,
                 **options,
             )
-        _summary(run["results"], sys.stdout)
+        _summary(run["results"], sys.stdout, run["contamination"], run["normal_only"])
     except (OSError, ValueError) as exc:
         print(f"sigflow: error: {exc}", file=sys.stderr)
         return 1

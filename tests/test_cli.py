@@ -502,3 +502,45 @@ def _detect_one(main, argv, out):
     assert main(["detect", *argv, "--out", str(out), *_FAST]) == 0
     (csv_path,) = out.glob("*.csv")
     return csv_path
+
+
+def test_contamination_sets_the_share_of_flagged_training_beats(tmp_path, capsys):
+    # unlabelled training beats include the abnormal ones: "auto" (about 1 % false alarms
+    # on beats like them) leaves most abnormal beats of a record with more unflagged, and
+    # --contamination sets the share flagged instead
+    records = example_records()
+    argv = ["detect", *records, "--out", str(tmp_path), *_FAST, "--overwrite"]
+    assert main([*argv, "--contamination", "0.1"]) == 0
+    rows = [row for path in tmp_path.glob("*.csv") for row in _read(path)]
+    share = np.mean([int(row["flag"]) for row in rows])
+    assert 0.08 <= share <= 0.12
+    capsys.readouterr()
+    for bad in ("0", "0.6", "x"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--contamination", bad])
+        assert "--contamination" in capsys.readouterr().err
+
+
+def test_summary_notes_when_most_abnormal_beats_are_not_flagged():
+    from types import SimpleNamespace
+
+    from sigflow.cli import _summary
+
+    labels = np.array(["N"] * 90 + ["V"] * 10)
+    score = np.r_[np.zeros(90), -np.arange(1.0, 11.0)]
+    results = [{"beats": SimpleNamespace(labels=labels), "score": score,
+                "flag": (score < -8.5).astype(int)}]  # 2 of 10 abnormal beats flagged
+    for contamination, normal_only, expected in (
+        ("auto", False, "1 % false alarms on beats like the training beats, which include the "
+                        "abnormal ones"),
+        ("auto", True, "1 % false alarms on beats like the training beats, so"),
+        (0.02, False, "set to flag 2 % of the training beats"),
+    ):
+        stream = io.StringIO()
+        _summary(results, stream, contamination, normal_only)
+        assert "note: 20 % of the abnormal beats are flagged" in stream.getvalue()
+        assert expected in stream.getvalue() and "--contamination" in stream.getvalue()
+    results[0]["flag"] = (score < -4.5).astype(int)  # 6 of 10: no note
+    stream = io.StringIO()
+    _summary(results, stream)
+    assert "note" not in stream.getvalue()
