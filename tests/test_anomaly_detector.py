@@ -234,10 +234,14 @@ def test_auto_threshold_warns_when_too_few_rows_calibrate_it():
         cross_val_score(FlowAnomalyDetector(**tiny), _normal(600, 4), cv=2,
                         scoring=lambda est, X, y=None: 0.0)
     assert {r.filename for r in rec} == {__file__}
-    # 500 rows hold out 100; and a fixed contamination needs no calibration guarantee
+    with pytest.warns(CalibrationWarning, match="only 78 held-out rows.*1 / 79 = 1.3 %"):
+        FlowAnomalyDetector(**tiny).fit(_normal(390, 4))
+    # 500 rows hold out 100; 395 hold out 79, whose 1.25 % is not worth an alarm; and a
+    # fixed contamination needs no calibration guarantee
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="contamination='auto'")
         FlowAnomalyDetector(**tiny).fit(_normal(500, 4))
+        FlowAnomalyDetector(**tiny).fit(_normal(395, 4))  # 79 held out
         FlowAnomalyDetector(**{**tiny, "contamination": 0.05}).fit(_normal(300, 4))
 
 

@@ -52,3 +52,30 @@ def test_docstring_examples(name):
     result = runner.summarize(verbose=False)
     assert result.attempted > 0, f"{name} has no examples"
     assert result.failed == 0, report.getvalue()
+
+
+def _readme_block(heading):
+    """The first Python block of the README section ``heading`` (a ``## `` line's text)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.parametrize("heading", [
+    "Preprocessing (numba, no torch)",
+    "ECG: from WFDB records to flagged heartbeats",
+])
+def test_readme_examples_run(heading, tmp_path, monkeypatch):
+    # the README's own code must run as written (the density and anomaly sections fit
+    # default models for minutes; their numbers are measured in benchmarks/RESULTS.md)
+    import warnings
+
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor may it warn, where a user would read alarm
+        exec(compile(_readme_block(heading), f"README.md: {heading}", "exec"), {})
+    if heading.startswith("ECG"):
+        assert (tmp_path / "beats.png").stat().st_size > 0
