@@ -441,3 +441,17 @@ def test_record_name_is_the_name_load_record_gives(tmp_path):
         path = str(tmp_path / f"{name}.hea")
         assert record_name(path) == load_record(path).name == name
     assert record_name(tmp_path / "plain") == load_record(tmp_path / "plain").name == "plain"
+
+
+def test_a_failed_download_is_a_connection_error():
+    # without a network wfdb's download fails with requests' errors (OSErrors); they were
+    # reported as a malformed record (RecordFormatError)
+    try:
+        load_record("101", pn_dir="mitdb", channels=[0])
+    except ConnectionError as exc:
+        assert "could not download the header mitdb/101.hea from PhysioNet" in str(exc)
+        assert not isinstance(exc, RecordFormatError)
+    else:
+        pytest.skip("PhysioNet is reachable from here: nothing fails to download")
+    with pytest.raises(ConnectionError, match="could not download the record mitdb/101"):
+        load_record("101", pn_dir="mitdb")

@@ -248,6 +248,16 @@ def _annotations_at(ann, fs, n_samples, ann_file):
     return samples, symbols
 
 
+def _raise_download_error(exc, pn_dir, what):
+    """Raise a ConnectionError for a download from PhysioNet that failed (no network, say):
+    requests' errors are OSErrors, and not a sign of a malformed record."""
+    if pn_dir is not None and isinstance(exc, OSError):
+        raise ConnectionError(
+            f"could not download {what} from PhysioNet: {exc}; check the network connection, "
+            "or download the database (wfdb.dl_database) and read local files"
+        ) from exc
+
+
 def _channel_indices(wfdb, path, pn_dir, channels):
     """``channels`` (indices or lead names) as indices, checked against the record's header."""
     where = f"{pn_dir}/{path}" if pn_dir else path
@@ -260,6 +270,7 @@ def _channel_indices(wfdb, path, pn_dir, channels):
             raise
         except Exception as exc:
             shown = f"{pn_dir}/{record}" if pn_dir else record
+            _raise_download_error(exc, pn_dir, f"the header {shown}.hea")
             raise RecordFormatError(f"could not read WFDB header {shown}.hea: {exc}") from exc
 
     header = read_header(path)
@@ -342,6 +353,8 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     RecordFormatError
         When a file is malformed or truncated (the message names it), including an
         annotation file that lacks its end-of-file marker and a discontinuous EDF+D file.
+    ConnectionError
+        When a download from PhysioNet (``pn_dir``) fails, e.g. without a network.
     ValueError
         When ``channels`` names a channel the record lacks, or EDF signals of different
         rates; for an EDF file with ``pn_dir`` (EDF files are read from local files).
@@ -388,6 +401,7 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         raise
     except Exception as exc:
         where = f"{pn_dir}/{path}" if pn_dir else path
+        _raise_download_error(exc, pn_dir, f"the record {where}")
         raise RecordFormatError(f"could not read WFDB record {where} (.hea/.dat): {exc}") from exc
     signal = rec.p_signal
     if signal is None or signal.ndim != 2 or signal.shape[0] == 0:
@@ -443,6 +457,7 @@ def _read_annotations(wfdb, path, pn_dir, annotation, fs, n_samples):
     except Exception as exc:
         if pn_dir is not None and "404" in str(exc):
             return None, None
+        _raise_download_error(exc, pn_dir, f"the annotations {pn_dir}/{ann_file}")
         raise RecordFormatError(f"malformed WFDB annotation file {ann_file}: {exc}") from exc
     return _annotations_at(ann, fs, n_samples, ann_file)
 
