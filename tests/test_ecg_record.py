@@ -455,3 +455,22 @@ def test_a_failed_download_is_a_connection_error():
         pytest.skip("PhysioNet is reachable from here: nothing fails to download")
     with pytest.raises(ConnectionError, match="could not download the record mitdb/101"):
         load_record("101", pn_dir="mitdb")
+
+
+def test_a_record_path_without_a_header_says_what_it_may_have_meant(tmp_path):
+    src = example_records()[0]
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(src + ext, tmp_path / f"synth01{ext}")
+    record = tmp_path / "synth01"
+    cases = {
+        tmp_path: rf"{tmp_path} is a folder: pass the records in it, e.g. {record}$",
+        f"{record}.atr": rf"did you mean the record {record}\?",
+        f"{record}/": rf"did you mean the record {record}\?",
+        tmp_path / "nothing": r"nothing\.hea$",
+    }
+    for path, hint in cases.items():
+        with pytest.raises(FileNotFoundError, match=hint):
+            load_record(path)
+    (tmp_path / "holter").write_bytes(b"0       ")  # an EDF file without its extension
+    with pytest.raises(FileNotFoundError, match="EDF/BDF files need the .edf or .bdf extension"):
+        load_record(tmp_path / "holter")

@@ -145,7 +145,7 @@ def _check_local_files(path: str, *, segment_of: str | None = None) -> None:
 
     header = path + ".hea"
     if not os.path.isfile(header):
-        where = f" (a segment named in {segment_of})" if segment_of else ""
+        where = f" (a segment named in {segment_of})" if segment_of else _path_hint(path)
         raise FileNotFoundError(f"WFDB header file not found: {header}{where}")
     try:
         with _quiet_wfdb():
@@ -297,6 +297,23 @@ def record_name(path) -> str:
     return Path(path).name
 
 
+def _path_hint(path) -> str:
+    """What a record path without a header may have meant, as "; ..." (or "")."""
+    stem, ext = os.path.splitext(path.rstrip("/" + os.sep))
+    if (ext or stem != path) and os.path.isfile(stem + ".hea"):
+        return f"; did you mean the record {stem}? (a record path has no extension)"
+    if os.path.isdir(path):
+        names = sorted(f[:-4] for f in os.listdir(path) if f.endswith(".hea"))
+        example = (f", e.g. {os.path.join(path, names[0])}" + (f" ({len(names)} records)"
+                   if len(names) > 1 else "")) if names else ""
+        return f"; {path} is a folder: pass the records in it{example}"
+    if os.path.isfile(path):
+        return ("; that file exists: a WFDB record is named without extension (its .hea "
+                "header and .dat signal files beside it), and EDF/BDF files need the .edf or "
+                ".bdf extension")
+    return ""
+
+
 def require_record_files(path) -> None:
     """Raise the :class:`FileNotFoundError` :func:`load_record` raises for a local record
     that is not there (no EDF file, or no WFDB header), without reading anything."""
@@ -308,7 +325,7 @@ def require_record_files(path) -> None:
     if path.endswith((".hea", ".dat")):
         path = path[:-4]
     if not os.path.isfile(path + ".hea"):
-        raise FileNotFoundError(f"WFDB header file not found: {path}.hea")
+        raise FileNotFoundError(f"WFDB header file not found: {path}.hea{_path_hint(path)}")
 
 
 def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
