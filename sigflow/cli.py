@@ -430,6 +430,13 @@ def run_detection(
             "no beats found in any record to score: "
             + ", ".join(str(b.record) for _, b in loaded)
         )
+    if plot and plot_start is not None:  # before the fit, not after it
+        longest = max(record.signal.shape[0] / record.fs for record, _ in scored)
+        if plot_start >= longest:
+            raise ValueError(
+                f"--plot-start {plot_start:g} s is beyond the end of every record to score "
+                f"(the longest lasts {longest:g} s)"
+            )
     if train:
         train_loaded = _segment(train, lead, quiet, "reading training records", r_peaks,
                                 annotation)

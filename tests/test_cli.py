@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import subprocess
 import sys
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -349,7 +351,6 @@ def test_device_help_shows_its_default(capsys):
 
 
 def test_summary_leaves_q_beats_out_as_aami_does():
-    from types import SimpleNamespace
 
     from sigflow.cli import _summary
 
@@ -366,7 +367,6 @@ def test_summary_leaves_q_beats_out_as_aami_does():
 
 
 def test_summary_notes_a_threshold_that_does_not_carry_over():
-    from types import SimpleNamespace
 
     from sigflow.cli import _summary
 
@@ -388,13 +388,23 @@ def test_plot_span_options(tmp_path):
     assert code == 0
     name = record.replace("\\", "/").rsplit("/", 1)[-1]
     assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # beyond the record: the CSV, a message and no PNG (an empty figure, or an error after
-    # the fit, before)
+    # beyond every record: an error before the fit (it had come after the fit and the
+    # scores, as a message and no PNG)
     code = main(["detect", record, "--out", str(tmp_path / "late"), "--max-iter", "20",
-                 "--plot-start", "1e300", "-q"])
-    assert code == 0
-    assert (tmp_path / "late" / f"{name}.csv").exists()
-    assert not (tmp_path / "late" / f"{name}.png").exists()
+                 "--plot-start", "150", "-q"])  # the record lasts 150 s
+    assert code == 1
+    assert not (tmp_path / "late").exists()
+    # beyond some records only: theirs get no PNG, with a message, the others theirs
+    from sigflow.cli import _plot
+
+    class Short:  # the first 100 s of the record
+        signal, fs = np.zeros((36000, 1)), 360.0
+
+    beats = SimpleNamespace(record="short", times=np.zeros(0))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert _plot(Short, beats, np.zeros(0), 0.0, tmp_path, start=120.0) is None
+    assert "short: no PNG, --plot-start 120 s is beyond the record (100 s)" in stderr.getvalue()
     for bad in (["--plot-duration", "0"], ["--plot-start", "-1"], ["--plot-duration", "nan"]):
         with pytest.raises(SystemExit):
             main(["detect", record, "--out", str(tmp_path), *bad])
@@ -522,7 +532,6 @@ def test_contamination_sets_the_share_of_flagged_training_beats(tmp_path, capsys
 
 
 def test_summary_notes_when_most_abnormal_beats_are_not_flagged():
-    from types import SimpleNamespace
 
     from sigflow.cli import _summary
 
