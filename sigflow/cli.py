@@ -228,7 +228,11 @@ def _build_parser():
             help=f"length of the span the PNG shows, in seconds, or 'all' for the whole "
             f"record (default: {PLOT_SPAN_S:g}; longer spans crowd the beats)",
         )
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        p.add_argument(
+            "-q", "--quiet", action="store_true",
+            help="no progress bars (they are left out anyway when the output is not a "
+            "terminal, e.g. redirected to a log file)",
+        )
 
     detect = sub.add_parser(
         "detect",
@@ -267,6 +271,13 @@ def _build_parser():
     common(demo, "0: the demo fits on unlabelled beats, and the refinement would also "
          "learn the abnormal ones")
     return parser
+
+
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _progress(iterable, quiet, desc):
@@ -403,6 +414,8 @@ def run_detection(
     from sigflow.ecg import make_beat_detector
 
     stream = stream or sys.stdout
+    # progress bars only on a terminal: redirected to a log, they are lines of \r updates
+    quiet = quiet or not _is_terminal(sys.stderr)
     records = [os.path.expanduser(os.fspath(r)) for r in records]  # a quoted "~/..."
     if _check_annotation(annotation) is None and normal_only:
         raise ValueError("--normal-only needs the beat annotations that --annotation none "

@@ -553,3 +553,12 @@ def test_summary_notes_when_most_abnormal_beats_are_not_flagged():
     stream = io.StringIO()
     _summary(results, stream)
     assert "note" not in stream.getvalue()
+
+
+def test_no_progress_bars_when_the_output_is_not_a_terminal(tmp_path, capsys):
+    # redirected to a log, tqdm's bars are lines of carriage-return updates
+    argv = ["detect", example_records()[0], "--out", str(tmp_path), "--max-iter", "2",
+            "--finetune-iter", "0", "--no-plot"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "it/s" not in err and "reading records" not in err
