@@ -56,6 +56,9 @@ def test_jko_2d_blocks_example(tmp_path):
     out = _run("jko_2d_blocks.py", "--out", str(png), cwd=tmp_path)
     assert png.stat().st_size > 0
     assert out.count("KL gap") == 3  # the data and the two blocks
+    # by default in the working folder, as the other examples write, not into examples/
+    _run("jko_2d_blocks.py", cwd=tmp_path)
+    assert (tmp_path / "jko_2d_blocks.png").stat().st_size > 0
 
 
 @pytest.mark.shared_data
