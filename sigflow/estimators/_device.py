@@ -22,7 +22,7 @@ def resolve_device(device):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available on this machine; "
-            "use device='auto' or device='cpu'"
+            "use device='auto' or device='cpu' (sigflow --device auto or cpu)"
         )
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
