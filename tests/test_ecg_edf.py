@@ -150,6 +150,19 @@ def test_an_edf_copy_of_a_record_gives_its_beats(tmp_path):
     np.testing.assert_allclose(Xb, Xa, rtol=1e-7, atol=1e-9)
 
 
+def test_a_part_of_an_edf_file_is_the_part_of_its_record(tmp_path):
+    wfdb_path = example_records()[0]
+    edf_path = _as_edf(wfdb_path, tmp_path)
+    for kw in (dict(sampfrom=10_000, sampto=30_000), dict(sampfrom=50_000)):
+        a, b = load_record(wfdb_path, **kw), load_record(edf_path, **kw)
+        assert a.start == b.start == kw["sampfrom"]
+        np.testing.assert_allclose(b.signal, a.signal, rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(b.ann_samples, a.ann_samples)
+        np.testing.assert_array_equal(b.ann_symbols, a.ann_symbols)
+    with pytest.raises(ValueError, match=r"has 54000 samples: sampfrom=0, sampto=60000"):
+        load_record(edf_path, sampto=60_000)
+
+
 def test_sigflow_detect_reads_edf_files(tmp_path):
     from sigflow.cli import run_detection
 

@@ -474,3 +474,40 @@ def test_a_record_path_without_a_header_says_what_it_may_have_meant(tmp_path):
     (tmp_path / "holter").write_bytes(b"0       ")  # an EDF file without its extension
     with pytest.raises(FileNotFoundError, match="EDF/BDF files need the .edf or .bdf extension"):
         load_record(tmp_path / "holter")
+
+
+def test_a_part_of_a_record_is_its_samples_and_annotations(tmp_path):
+    path = example_records()[0]
+    full = load_record(path)
+    for sampfrom, sampto in ((0, 20_000), (7_777, 30_001), (50_000, None)):
+        part = load_record(path, sampfrom=sampfrom, sampto=sampto)
+        end = full.n_samples if sampto is None else sampto
+        assert part.start == sampfrom and part.n_samples == end - sampfrom
+        np.testing.assert_array_equal(part.signal, full.signal[sampfrom:end])
+        with _wfdb_quietly() as wfdb:
+            ref = wfdb.rdann(path, "atr", sampfrom=sampfrom, sampto=end - 1, shift_samps=True)
+        np.testing.assert_array_equal(part.ann_samples, ref.sample)
+        np.testing.assert_array_equal(part.ann_symbols, ref.symbol)
+        # the part's beats are the whole record's beats within it, counted from sampfrom
+        beats = segment_beats(part)
+        whole = segment_beats(full).samples
+        inside = whole[(whole >= sampfrom + 0.25 * 360) & (whole < end - 0.45 * 360)]
+        np.testing.assert_array_equal(beats.samples + sampfrom, inside)
+    assert "start=7777" in repr(load_record(path, sampfrom=7_777))
+    for bad, message in ((dict(sampfrom=-1), "sampfrom must be a sample index"),
+                         (dict(sampfrom=2.5), "sampfrom must be a sample index"),
+                         (dict(sampfrom=True), "sampfrom must be a sample index"),
+                         (dict(sampfrom=10, sampto=10), r"sampto \(10\) must be greater"),
+                         (dict(sampto=54_001), "has 54000 samples"),
+                         (dict(sampfrom=54_000), "has 54000 samples")):
+        with pytest.raises(ValueError, match=message):
+            load_record(path, **bad)
+
+
+def test_a_part_of_a_multi_segment_record_spans_its_segments(tmp_path):
+    sig, fs, _ = _synthetic(20)
+    _write_two_segments(tmp_path, sig, fs)
+    full = load_record(tmp_path / "multi")
+    half = len(sig) // 2
+    part = load_record(tmp_path / "multi", sampfrom=half - 500, sampto=half + 700)
+    np.testing.assert_array_equal(part.signal, full.signal[half - 500: half + 700])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class ECGRecord:
         Annotation symbols (MIT-BIH codes such as ``"N"``, ``"V"``, ``"+"``).
     path : str
         The record path without extension (or the PhysioNet record name).
+    start : int, default=0
+        Index in the whole record of ``signal[0]``: ``sampfrom`` of a part read with
+        :func:`load_record`; ``ann_samples`` count from it too.
 
     Examples
     --------
@@ -93,6 +97,7 @@ class ECGRecord:
     ann_samples: np.ndarray | None = None
     ann_symbols: np.ndarray | None = None
     path: str = ""
+    start: int = 0
 
     @property
     def n_samples(self) -> int:
@@ -131,7 +136,8 @@ class ECGRecord:
         n_ann = "none" if self.ann_samples is None else len(self.ann_samples)
         return (
             f"ECGRecord(name={self.name!r}, n_samples={self.n_samples}, fs={self.fs:g}, "
-            f"leads={self.leads}, annotations={n_ann})"
+            f"leads={self.leads}, annotations={n_ann}"
+            + (f", start={self.start}" if self.start else "") + ")"
         )
 
 
@@ -222,12 +228,14 @@ def _check_annotation_end(ann_file):
         )
 
 
-def _annotations_at(ann, fs, n_samples, ann_file):
+def _annotations_at(ann, fs, n_samples, ann_file, start=0, n_read=None):
     """Annotation sample indices at the record's rate ``fs`` and their symbols.
 
     An annotation file may carry its own sampling frequency (``ann.fs``); its sample
     numbers are then rescaled to ``fs`` (rounded to the nearest sample). Annotations
-    outside the signal, ``[0, n_samples)``, are dropped with a warning.
+    outside the signal, ``[0, n_samples)``, are dropped with a warning. When only the
+    ``n_read`` samples from ``start`` were read, the annotations among them are kept,
+    counted from ``start``.
     """
     samples = np.asarray(ann.sample, dtype=np.int64)
     symbols = np.asarray(ann.symbol, dtype=object).astype(str)
@@ -245,6 +253,10 @@ def _annotations_at(ann, fs, n_samples, ann_file):
             stacklevel=user_stacklevel(),
         )
         samples, symbols = samples[inside], symbols[inside]
+    if start or (n_read is not None and n_read < n_samples):
+        end = start + (n_samples - start if n_read is None else n_read)
+        read = (samples >= start) & (samples < end)
+        samples, symbols = samples[read] - start, symbols[read]
     return samples, symbols
 
 
@@ -328,7 +340,8 @@ def require_record_files(path) -> None:
         raise FileNotFoundError(f"WFDB header file not found: {path}.hea{_path_hint(path)}")
 
 
-def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
+def load_record(path, pn_dir=None, channels=None, *, annotation="atr", sampfrom=0,
+                sampto=None):
     """Read a WFDB record or an EDF/BDF file, in physical units, with its annotations.
 
     Parameters
@@ -356,6 +369,11 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
         annotation file states its own sampling frequency, its sample numbers
         are rescaled to the record's; annotations outside the
         signal are dropped with a warning.
+    sampfrom, sampto : int, default=0 and None
+        Read only the samples ``sampfrom, ..., sampto - 1`` (to the end with None), as
+        :func:`wfdb.rdrecord` does: a part of a long (Holter) record. The record's
+        ``signal``, annotations (those within the part) and so its beats count their
+        samples from ``sampfrom``, which the record keeps as ``start``.
 
     Returns
     -------
@@ -390,8 +408,9 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     path = os.fspath(path)
     if pn_dir is None:
         path = os.path.expanduser(path)  # a quoted "~/..." (wfdb does not expand it)
+    sampfrom, sampto = _check_range(sampfrom, sampto)
     if is_edf_path(path):
-        return _load_edf(wfdb, path, pn_dir, channels, annotation)
+        return _load_edf(wfdb, path, pn_dir, channels, annotation, sampfrom, sampto)
     dat_path = path.endswith(".dat")
     if path.endswith((".hea", ".dat")):
         path = path[:-4]
@@ -409,11 +428,15 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
             raise
     if channels is not None:
         channels = _channel_indices(wfdb, path, pn_dir, channels)
+    n_total = None
+    if sampfrom or sampto is not None:  # a part: check it against the record's length
+        n_total = _record_length(wfdb, path, pn_dir)
+        sampto = _range_end(sampfrom, sampto, n_total, f"record {name}")
     try:
         with _quiet_wfdb():
             # m2s: a multi-segment record is read as one record (gaps as NaN)
             rec = wfdb.rdrecord(path, channels=channels, physical=True, pn_dir=pn_dir,
-                                m2s=True)
+                                m2s=True, sampfrom=sampfrom, sampto=sampto)
     except FileNotFoundError:
         raise
     except Exception as exc:
@@ -443,12 +466,14 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
             stacklevel=user_stacklevel(),
         )
     ann_samples, ann_symbols = _read_annotations(
-        wfdb, path, pn_dir, annotation, float(rec.fs), signal.shape[0]
+        wfdb, path, pn_dir, annotation, float(rec.fs),
+        signal.shape[0] if n_total is None else n_total, sampfrom, signal.shape[0],
     )
     return ECGRecord(
         name=name,
         signal=signal,
         fs=float(rec.fs),
+        start=sampfrom,
         # lead names and units are optional in a header; wfdb gives None for a missing one
         leads=[f"ch{i}" if s is None or not str(s).strip() else str(s)
                for i, s in enumerate(rec.sig_name or [None] * signal.shape[1])],
@@ -459,8 +484,9 @@ def load_record(path, pn_dir=None, channels=None, *, annotation="atr"):
     )
 
 
-def _read_annotations(wfdb, path, pn_dir, annotation, fs, n_samples):
-    """Sample indices and symbols of the annotation file ``path.annotation``, or Nones."""
+def _read_annotations(wfdb, path, pn_dir, annotation, fs, n_samples, start=0, n_read=None):
+    """Sample indices and symbols of the annotation file ``path.annotation``, or Nones
+    (those of the ``n_read`` samples from ``start`` when only they were read)."""
     if annotation is None:
         return None, None
     ann_file = f"{path}.{annotation}"
@@ -476,10 +502,10 @@ def _read_annotations(wfdb, path, pn_dir, annotation, fs, n_samples):
             return None, None
         _raise_download_error(exc, pn_dir, f"the annotations {pn_dir}/{ann_file}")
         raise RecordFormatError(f"malformed WFDB annotation file {ann_file}: {exc}") from exc
-    return _annotations_at(ann, fs, n_samples, ann_file)
+    return _annotations_at(ann, fs, n_samples, ann_file, start, n_read)
 
 
-def _load_edf(wfdb, path, pn_dir, channels, annotation):
+def _load_edf(wfdb, path, pn_dir, channels, annotation, sampfrom=0, sampto=None):
     """:func:`load_record` of an EDF/BDF file, with WFDB annotations in ``path.annotation``."""
     if pn_dir is not None:
         raise ValueError(
@@ -488,10 +514,54 @@ def _load_edf(wfdb, path, pn_dir, channels, annotation):
         )
     require_record_files(path)
     signal, fs, leads, units = read_edf(path, channels)
+    n_total = signal.shape[0]
+    sampto = _range_end(sampfrom, sampto, n_total, f"EDF file {path}")
+    signal = signal[sampfrom:sampto]
     ann_samples, ann_symbols = _read_annotations(
-        wfdb, path, None, annotation, fs, signal.shape[0]
+        wfdb, path, None, annotation, fs, n_total, sampfrom, signal.shape[0]
     )
     return ECGRecord(
         name=record_name(path), signal=signal, fs=fs, leads=leads, units=units,
-        ann_samples=ann_samples, ann_symbols=ann_symbols, path=path,
+        ann_samples=ann_samples, ann_symbols=ann_symbols, path=path, start=sampfrom,
     )
+
+
+def _check_range(sampfrom, sampto):
+    """``sampfrom`` (an int >= 0) and ``sampto`` (None or an int > sampfrom) as ints."""
+    for value, what in ((sampfrom, "sampfrom"), (sampto, "sampto")):
+        if value is None and what == "sampto":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{what} must be a sample index (an integer >= 0), got {value!r}")
+    sampfrom = int(sampfrom)
+    if sampto is not None:
+        sampto = int(sampto)
+        if sampto <= sampfrom:
+            raise ValueError(f"sampto ({sampto}) must be greater than sampfrom ({sampfrom})")
+    return sampfrom, sampto
+
+
+def _range_end(sampfrom, sampto, n_total, what):
+    """``sampto`` (None: the end), checked against a record of ``n_total`` samples."""
+    if sampfrom >= n_total or (sampto is not None and sampto > n_total):
+        raise ValueError(
+            f"{what} has {n_total} samples: sampfrom={sampfrom}, sampto={sampto} lies beyond "
+            "its end"
+        )
+    return n_total if sampto is None else sampto
+
+
+def _record_length(wfdb, path, pn_dir):
+    """Samples per signal of a WFDB record, from its header."""
+    try:
+        with _quiet_wfdb():
+            header = wfdb.rdheader(path, pn_dir=pn_dir)
+    except Exception as exc:
+        _raise_download_error(exc, pn_dir, f"the header {path}.hea")
+        raise RecordFormatError(f"could not read WFDB header {path}.hea: {exc}") from exc
+    if not header.sig_len:
+        raise RecordFormatError(
+            f"WFDB header {path}.hea states no length, which reading a part (sampfrom, "
+            "sampto) needs"
+        )
+    return int(header.sig_len)
