@@ -408,3 +408,51 @@ def test_finite_samples_whose_window_sums_overflow_raise():
         window_features(x, 100, 1)
     mean = window_features(x / 1e10, 100, 1, features=("mean",))  # 1e298: no overflow
     assert abs(float(mean[0, 0])) <= 1e-12 * 1e298
+
+
+# --- several channels per row ----------------------------------------------------------------
+
+
+def _two_channel_windows(n_windows=40, width=250, fs=250.0):
+    """Windows of a 2-channel signal, side by side in each row, and each channel's windows."""
+    rng = np.random.default_rng(7)
+    t = np.arange(n_windows * width) / fs
+    X = np.column_stack([np.sin(2 * np.pi * 7 * t) + 0.3 * rng.normal(size=t.size),
+                         np.sin(2 * np.pi * 21 * t) + np.sin(2 * np.pi * 0.3 * t)])
+    W = sliding_windows(X, width=width, step=width // 2, axis=0)  # (n, 2, width)
+    return W.reshape(len(W), -1), [np.ascontiguousarray(W[:, c]) for c in range(2)]
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: WindowFeatures(n_channels=c),
+    lambda c: SpectralFeatures(fs=250.0, n_channels=c, nperseg=128),
+    lambda c: BandpassFilter(fs=250.0, low=1.0, high=40.0, n_channels=c),
+    lambda c: BaselineWanderRemover(fs=250.0, n_channels=c),
+    lambda c: NotchFilter(fs=250.0, freq=50.0, n_channels=c),
+])
+def test_several_channels_per_row_are_each_channel_on_its_own(make):
+    # a row holding two channels' windows gives each channel's output side by side, as if
+    # each channel had been transformed alone (a filter does not run across the join)
+    rows, channels = _two_channel_windows()
+    both = make(2).fit(rows)
+    alone = [make(1).fit(ch) for ch in channels]
+    expected = np.hstack([t.transform(ch) for t, ch in zip(alone, channels)])
+    np.testing.assert_allclose(both.transform(rows), expected, rtol=1e-12, atol=1e-12)
+    if not isinstance(both, (BandpassFilter, BaselineWanderRemover, NotchFilter)):
+        names = alone[0].get_feature_names_out()
+        assert list(both.get_feature_names_out()) == (
+            [f"ch0_{n}" for n in names] + [f"ch1_{n}" for n in names])
+    else:  # one-to-one: the input columns
+        assert len(both.get_feature_names_out()) == rows.shape[1]
+    with pytest.raises(ValueError, match="do not split into n_channels=3"):
+        make(3).fit(rows[:, :-1])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="n_channels must be a positive integer"):
+            make(bad).fit(rows)
+
+
+def test_spectral_features_segment_length_is_per_channel():
+    rows, _ = _two_channel_windows(width=100)
+    assert SpectralFeatures(fs=250.0, n_channels=2).fit(rows).nperseg_ == 100  # not 200
+    with pytest.raises(ValueError, match=r"nperseg must be in \[1, 100\]"):
+        SpectralFeatures(fs=250.0, n_channels=2, nperseg=150).fit(rows)

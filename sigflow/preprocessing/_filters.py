@@ -17,6 +17,7 @@ from ._validation import (
     _as_real_signal,
     _check_axis,
     _check_int,
+    _check_n_channels,
     _raise_nonfinite,
     _refuse_non_numeric,
 )
@@ -239,7 +240,8 @@ class _RowFilter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self
         """
         _refuse_non_numeric(X)
-        validate_data(self, X, dtype=np.float64)
+        X = validate_data(self, X, dtype=np.float64)
+        _check_n_channels(self.n_channels, X.shape[1])
         self.sos_ = self._design()
         return self
 
@@ -263,7 +265,11 @@ class _RowFilter(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 "after fit): fit again, so that the filter designed in fit (sos_) is the one "
                 "its parameters describe"
             )
-        return _filtfilt(self.sos_, X, axis=1)
+        n_channels, width = _check_n_channels(self.n_channels, X.shape[1])
+        if n_channels == 1:
+            return _filtfilt(self.sos_, X, axis=1)
+        # each channel's window filtered on its own, not across the joins between them
+        return _filtfilt(self.sos_, X.reshape(-1, width), axis=1).reshape(X.shape)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -292,6 +298,10 @@ class BandpassFilter(_RowFilter):
         Upper pass-band edge (Hz), ``< fs / 2``.
     order : int, default=4
         Butterworth order of the one-way design.
+    n_channels : int, default=1
+        Signals per row: a row holds the windows of ``n_channels`` channels side by
+        side, each ``n_features_in_ // n_channels`` samples long, and each is filtered on
+        its own (not across the joins between them).
 
     Attributes
     ----------
@@ -309,7 +319,8 @@ class BandpassFilter(_RowFilter):
     (4, 1000)
     """
 
-    def __init__(self, fs, low=0.5, high=40.0, order=4):
+    def __init__(self, fs, low=0.5, high=40.0, order=4, n_channels=1):
+        self.n_channels = n_channels
         self.fs = fs
         self.low = low
         self.high = high
@@ -338,6 +349,10 @@ class BaselineWanderRemover(_RowFilter):
         High-pass cut-off (Hz).
     order : int, default=2
         Butterworth order of the one-way design.
+    n_channels : int, default=1
+        Signals per row: a row holds the windows of ``n_channels`` channels side by
+        side, each ``n_features_in_ // n_channels`` samples long, and each is filtered on
+        its own (not across the joins between them).
 
     Attributes
     ----------
@@ -356,7 +371,8 @@ class BaselineWanderRemover(_RowFilter):
     True
     """
 
-    def __init__(self, fs, cutoff=0.5, order=2):
+    def __init__(self, fs, cutoff=0.5, order=2, n_channels=1):
+        self.n_channels = n_channels
         self.fs = fs
         self.cutoff = cutoff
         self.order = order
@@ -384,6 +400,10 @@ class NotchFilter(_RowFilter):
         Frequency to remove (Hz).
     quality : float, default=30.0
         Quality factor ``freq / bandwidth``.
+    n_channels : int, default=1
+        Signals per row: a row holds the windows of ``n_channels`` channels side by
+        side, each ``n_features_in_ // n_channels`` samples long, and each is filtered on
+        its own (not across the joins between them).
 
     Attributes
     ----------
@@ -401,7 +421,8 @@ class NotchFilter(_RowFilter):
     (4, 1000)
     """
 
-    def __init__(self, fs, freq=50.0, quality=30.0):
+    def __init__(self, fs, freq=50.0, quality=30.0, n_channels=1):
+        self.n_channels = n_channels
         self.fs = fs
         self.freq = freq
         self.quality = quality

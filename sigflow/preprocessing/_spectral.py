@@ -8,7 +8,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ._validation import _refuse_non_numeric, _row_chunks
+from ._validation import (
+    _channel_feature_names,
+    _check_n_channels,
+    _refuse_non_numeric,
+    _row_chunks,
+)
 from ._welch import _check_fs, welch_psd
 
 #: Feature names accepted by :class:`SpectralFeatures`, in their default order.
@@ -86,11 +91,16 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         Welch window (see :func:`welch_psd`).
     detrend : {"constant", "linear", False}, default="constant"
         Per-segment detrending (see :func:`welch_psd`).
+    n_channels : int, default=1
+        Windows per row: a row holds the windows of ``n_channels`` channels side by side,
+        each ``n_features_in_ // n_channels`` samples long (``nperseg`` counts samples of
+        one channel); the features are computed per channel and output channel by channel
+        (``ch0_...``, ``ch1_...``). See :class:`WindowFeatures` for how to build such rows.
 
     Attributes
     ----------
     n_features_in_ : int
-        Samples per window seen in :meth:`fit`.
+        Samples per row seen in :meth:`fit` (of all channels together).
     feature_names_in_ : ndarray of str
         Column names, when ``X`` given to :meth:`fit` had string column names.
     nperseg_ : int
@@ -113,7 +123,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, fs, bands=_DEFAULT_BANDS, features=SPECTRAL_FEATURES, nperseg=None,
-                 noverlap=None, window="hann", detrend="constant"):
+                 noverlap=None, window="hann", detrend="constant", n_channels=1):
         self.fs = fs
         self.bands = bands
         self.features = features
@@ -121,6 +131,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         self.noverlap = noverlap
         self.window = window
         self.detrend = detrend
+        self.n_channels = n_channels
 
     def fit(self, X, y=None):
         """Check the parameters against the window length of ``X``.
@@ -139,20 +150,21 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, ensure_min_features=2)
         fs = _check_fs(self.fs)
+        _, width = _check_n_channels(self.n_channels, X.shape[1])
         if self.nperseg is None:
-            nperseg = min(256, X.shape[1])
+            nperseg = min(256, width)
         elif isinstance(self.nperseg, numbers.Integral) and not isinstance(self.nperseg, bool):
             nperseg = int(self.nperseg)
-            if not 1 <= nperseg <= X.shape[1]:
-                raise ValueError(f"nperseg must be in [1, {X.shape[1]}] (the window length), "
+            if not 1 <= nperseg <= width:
+                raise ValueError(f"nperseg must be in [1, {width}] (the window length), "
                                  f"got {nperseg}")
         else:
             raise ValueError(f"nperseg must be None or an integer, got {self.nperseg!r}")
         self._checked_bands(fs, self._check_features())
         self.nperseg_ = nperseg
         self.freqs_ = np.fft.rfftfreq(nperseg, d=1.0 / fs)
-        # Run once on one row so that bad window/detrend/noverlap values fail in fit.
-        self._psd(X[:1])
+        # Run once on one window so that bad window/detrend/noverlap values fail in fit.
+        self._psd(X[:1, :width])
         return self
 
     def transform(self, X):
@@ -172,7 +184,8 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         fs = _check_fs(self.fs)
-        nperseg = min(256, X.shape[1]) if self.nperseg is None else self.nperseg  # as fit
+        n_channels, width = _check_n_channels(self.n_channels, X.shape[1])
+        nperseg = min(256, width) if self.nperseg is None else self.nperseg  # as fit
         if nperseg != self.nperseg_ or not np.array_equal(
             self.freqs_, np.fft.rfftfreq(self.nperseg_, d=1.0 / fs)
         ):
@@ -184,11 +197,12 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         bands = self._checked_bands(fs, features)
         # in row chunks: the windows' copy, their spectra and the features' temporaries
         # are each several times the output, for every row at once
-        chunks = [
-            _spectral_features(self._psd(X[rows]), self.freqs_, fs / self.nperseg_, bands,
-                               features)
-            for rows in _row_chunks(X.shape[0], X.shape[1])
-        ]
+        chunks = []
+        for rows in _row_chunks(X.shape[0], X.shape[1]):
+            windows = X[rows].reshape(-1, width)  # one channel's window per row
+            F = _spectral_features(self._psd(windows), self.freqs_, fs / self.nperseg_, bands,
+                                   features)
+            chunks.append(F.reshape(rows.stop - rows.start, -1))
         return np.concatenate(chunks)  # validate_data leaves at least one row
 
     def get_feature_names_out(self, input_features=None):
@@ -213,7 +227,8 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
                 names.extend(f"{feature}_{_band_name(lo, hi)}" for lo, hi in self.bands)
             else:
                 names.append(feature)
-        return np.asarray(names, dtype=object)
+        n_channels, _ = _check_n_channels(self.n_channels, self.n_features_in_)
+        return np.asarray(_channel_feature_names(names, n_channels), dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -119,3 +119,26 @@ def _raise_nonfinite(x, name="x"):
             f"{name} contains NaN or infinity; sigflow.preprocessing does not impute: "
             "remove or interpolate missing samples first"
         )
+
+
+def _check_n_channels(n_channels, n_columns):
+    """``(n_channels, samples per channel)`` for rows of ``n_columns``: the rows hold
+    ``n_channels`` windows of equal length side by side (channel by channel)."""
+    if isinstance(n_channels, bool) or not isinstance(n_channels, numbers.Integral) or (
+        n_channels < 1
+    ):
+        raise ValueError(f"n_channels must be a positive integer, got {n_channels!r}")
+    n_channels = int(n_channels)
+    if n_columns % n_channels:
+        raise ValueError(
+            f"rows of {n_columns} samples do not split into n_channels={n_channels} windows "
+            "of equal length (a row holds the channels' windows side by side)"
+        )
+    return n_channels, n_columns // n_channels
+
+
+def _channel_feature_names(names, n_channels):
+    """``names`` once per channel, ``ch<c>_<name>``, channel by channel (as they are)."""
+    if n_channels == 1:
+        return list(names)
+    return [f"ch{c}_{name}" for c in range(n_channels) for name in names]

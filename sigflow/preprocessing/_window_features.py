@@ -13,7 +13,9 @@ from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, v
 from ._parallel import ForkAwareKernel
 from ._validation import (
     _as_real_signal,
+    _channel_feature_names,
     _check_int,
+    _check_n_channels,
     _raise_nonfinite,
     _refuse_non_numeric,
     _row_chunks,
@@ -438,11 +440,17 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         Statistics to compute, in output order; see :func:`window_features`.
     constant_fill : float or None, default=0.0
         Skewness and (excess) kurtosis of a constant row; None keeps NaN.
+    n_channels : int, default=1
+        Windows per row: a row holds the windows of ``n_channels`` channels side by side,
+        each ``n_features_in_ // n_channels`` samples long (``sliding_windows(X, width,
+        step, axis=0).reshape(n_windows, -1)`` for a signal ``X`` of shape ``(n_samples,
+        n_channels)``). The statistics are computed per channel, output channel by channel
+        (``ch0_mean, ch0_std, ..., ch1_mean, ...``).
 
     Attributes
     ----------
     n_features_in_ : int
-        Samples per window seen in :meth:`fit`.
+        Samples per row seen in :meth:`fit` (of all channels together).
     feature_names_in_ : ndarray of str
         Input column names, when ``X`` had them.
 
@@ -457,11 +465,21 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
     ((12, 2), True)
     >>> F[-1]  # the flat window: no spread, kurtosis filled with 0
     array([0., 0.])
+
+    Two channels, their windows side by side in each row:
+
+    >>> X = np.column_stack([x, 2 * x])  # (n_samples, n_channels)
+    >>> W2 = sliding_windows(X, width=200, step=200, axis=0).reshape(12, -1)  # (12, 2 * 200)
+    >>> wf = WindowFeatures(features=("std",), n_channels=2).fit(W2)
+    >>> F2 = wf.transform(W2)  # channel 1 is twice channel 0
+    >>> bool(np.allclose(F2[:, 1], 2 * F2[:, 0])), list(wf.get_feature_names_out())
+    (True, ['ch0_std', 'ch1_std'])
     """
 
-    def __init__(self, features=WINDOW_FEATURES, constant_fill=0.0):
+    def __init__(self, features=WINDOW_FEATURES, constant_fill=0.0, n_channels=1):
         self.features = features
         self.constant_fill = constant_fill
+        self.n_channels = n_channels
 
     def fit(self, X, y=None):
         """Check the parameters and record the window length.
@@ -478,8 +496,9 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         self : WindowFeatures
         """
         _refuse_non_numeric(X)
-        validate_data(self, X, dtype=np.float64)
+        X = validate_data(self, X, dtype=np.float64)
         self._checked()
+        _check_n_channels(self.n_channels, X.shape[1])
         return self
 
     def transform(self, X):
@@ -499,11 +518,15 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         _refuse_non_numeric(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         features, fill = self._checked()
-        F = np.empty((X.shape[0], len(features)))
+        n_channels, width = _check_n_channels(self.n_channels, X.shape[1])
+        F = np.empty((X.shape[0], n_channels * len(features)))
         # in row chunks: windows from sliding_windows overlap, and a contiguous copy of all
         # of them at once can be many times the signal's size
         for rows in _row_chunks(X.shape[0], X.shape[1]):
-            F[rows] = self._statistics(X[rows], features, fill)
+            windows = X[rows].reshape(-1, width)  # one channel's window per row
+            F[rows] = self._statistics(windows, features, fill).reshape(
+                -1, n_channels * len(features)
+            )
         return F
 
     @staticmethod
@@ -541,7 +564,9 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         _check_feature_names_in(self, input_features)
-        return np.asarray(_check_features(self.features), dtype=object)
+        n_channels, _ = _check_n_channels(self.n_channels, self.n_features_in_)
+        return np.asarray(_channel_feature_names(_check_features(self.features), n_channels),
+                          dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
