@@ -132,3 +132,27 @@ def test_plots_of_scores_near_the_largest_float_return():
                       threshold=1.5)
     plt.close(fig)
     plt.close(plot_score_histogram(scores, threshold=1.5))
+
+
+def test_a_score_near_the_largest_float_is_drawn_as_infinite(tmp_path):
+    # a detector gives a row whose log-likelihood overflows the lowest float64, so its
+    # anomaly score (threshold - score) is about 1.8e308: rounding the colour bar's ticks
+    # overflowed, and the histogram put every beat in one bin
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    fs = 360.0
+    samples = np.arange(1, 51) * 360
+    anomaly = np.r_[rng.normal(size=49), 0.0 - np.finfo(np.float64).min]
+    signal = np.sin(np.arange(52 * 360) / fs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way
+        fig = plot_scores(signal, fs, samples, anomaly, threshold=0.0)
+        fig.savefig(tmp_path / "scores.png")
+        fig2 = plot_score_histogram(-anomaly, threshold=0.0)
+        fig2.savefig(tmp_path / "hist.png")
+    counts = [patch.get_height() for patch in fig2.axes[0].patches]
+    assert sum(c > 0 for c in counts) > 3  # the finite scores spread over several bins
+    plt.close("all")

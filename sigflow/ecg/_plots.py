@@ -27,12 +27,30 @@ def _spread(values):
     return float(spread) if spread > 0 else 1.0
 
 
+#: Scores beyond this size are drawn as infinite: a detector gives a row whose
+#: log-likelihood overflows the lowest float64 (not -inf, which scikit-learn's metrics
+#: refuse), and a score as large as that overflows any arithmetic of the axes.
+_INFINITE_SCORE = 1e300
+
+
+def _as_scores(scores):
+    """``scores`` as a flat float array, those beyond :data:`_INFINITE_SCORE` infinite."""
+    scores = np.asarray(scores, dtype=float).ravel()
+    huge = np.abs(scores) > _INFINITE_SCORE
+    if huge.any():
+        scores = np.where(huge, np.copysign(np.inf, scores), scores)
+    return scores
+
+
 def _round2(v):
     """``v`` to two significant digits."""
     if v == 0 or not np.isfinite(v):
         return v
     digits = 1 - int(np.floor(np.log10(abs(v))))
-    return round(v, digits)
+    try:
+        return round(v, digits)
+    except OverflowError:  # near the largest float
+        return v
 
 
 def _asinh_axis(ax, which, centre, width, lo, hi):
@@ -98,7 +116,7 @@ def score_color_norm(scores, threshold=None):
     """
     from matplotlib.colors import FuncNorm
 
-    scores = np.asarray(scores, dtype=float).ravel()
+    scores = _as_scores(scores)
     finite = np.unique(scores[np.isfinite(scores)])
     centre = float(threshold) if threshold is not None else (
         float(np.median(finite)) if finite.size else 0.0)
@@ -189,7 +207,7 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
     plt = _pyplot()
     x = np.asarray(signal, dtype=float).ravel()
     samples = np.asarray(samples, dtype=np.int64).ravel()
-    scores = np.asarray(scores, dtype=float).ravel()
+    scores = _as_scores(scores)
     if samples.shape != scores.shape:
         raise ValueError(f"samples and scores differ in length: {len(samples)} != {len(scores)}")
     if not max(start, 0) * fs < x.shape[0]:
@@ -284,7 +302,7 @@ def plot_score_histogram(scores, labels=None, *, threshold=None, bins=50, title=
     >>> fig = plot_score_histogram(scores, labels, threshold=2.5)  # doctest: +SKIP
     """
     plt = _pyplot()
-    scores = np.asarray(scores, dtype=float).ravel()
+    scores = _as_scores(scores)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4))
     else:
