@@ -76,7 +76,10 @@ def _non_negative_int(text):
 
 
 def _check_annotation(annotation):
-    """``annotation`` (an annotator name: letters, digits, ``_``) or None; else ValueError."""
+    """``annotation`` (an annotator name: letters, digits, ``_``) or None (also ``"none"``);
+    else ValueError."""
+    if isinstance(annotation, str) and annotation.lower() == "none":
+        return None
     if annotation is not None and not (
         isinstance(annotation, str) and re.fullmatch(r"\w+", annotation, re.ASCII)
     ):
@@ -414,23 +417,30 @@ def run_detection(
     from sigflow.ecg import make_beat_detector
 
     stream = stream or sys.stdout
-    # progress bars only on a terminal: redirected to a log, they are lines of \r updates
-    quiet = quiet or not _is_terminal(sys.stderr)
     records = [os.path.expanduser(os.fspath(r)) for r in records]  # a quoted "~/..."
-    if _check_annotation(annotation) is None and normal_only:
+    train = None if train is None else [os.path.expanduser(os.fspath(r)) for r in train]
+    annotation = _check_annotation(annotation)
+    if annotation is None and normal_only:
         raise ValueError("--normal-only needs the beat annotations that --annotation none "
                          "(annotation=None) leaves unread")
     if not str(out).strip():
         raise ValueError("the output folder (--out) must not be empty")
-    out = Path(out)
+    out = Path(os.path.expanduser(os.fspath(out)))
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is an existing file, not a folder (--out)")
     # before any record is read: a missing record, then an earlier run's files (the
     # names come from the paths)
-    from sigflow.ecg._record import record_name, require_record_files
+    from sigflow.ecg._record import annotation_file, record_name, require_record_files
 
-    for path in records:
+    for path in [*records, *(train or [])]:
         require_record_files(path)
+        ann_file = annotation_file(path, annotation)
+        if annotation not in (None, "atr") and not os.path.isfile(ann_file):
+            # a typo must not turn an annotated record into a detected one without a word
+            raise FileNotFoundError(
+                f"annotation file not found: {ann_file} (--annotation {annotation}); "
+                "'atr' files are optional, others must exist"
+            )
     if not overwrite:
         _refuse_overwrite(out, [record_name(p) for p in records])
     loaded = _segment(records, lead, quiet, "reading records", r_peaks, annotation)
@@ -631,32 +641,35 @@ def _summary(results, stream, contamination="auto", normal_only=False):
         f"and {int(flag[abnormal].sum())} of {int(abnormal.sum())} abnormal beats",
         file=stream,
     )
+    if contamination == "auto":
+        how = "set for about 1 % false alarms on beats like the training beats"
+        expected = 0.01
+    else:
+        how = f"set to flag {100 * contamination:g} % of the training beats"
+        expected = contamination
     false_alarms = float(flag[normal].mean()) if normal.any() else 0.0
-    if false_alarms > FALSE_ALARM_NOTE:
+    if false_alarms > max(FALSE_ALARM_NOTE, 2 * expected):
         print(
-            f"note: {100 * false_alarms:.0f} % of the normal beats are flagged, where the "
-            "threshold was set for about 1 % on normal beats like the training beats: these "
-            "records' normal beats differ from those (other patients, or too few training "
-            "beats). Rank by score or p-value rather than trusting the flags, or train on "
-            "more records (or on these records themselves)",
+            f"note: {100 * false_alarms:.0f} % of the normal beats are flagged; the threshold "
+            f"was {how}: these records' normal beats differ from those (other patients, or "
+            "too few training beats). Rank by score or p-value rather than trusting the "
+            "flags, or train on more records (or on these records themselves)",
             file=stream,
         )
     recall = float(flag[abnormal].mean())
     if recall < LOW_RECALL_NOTE:
-        if contamination == "auto":
-            how = ("set for about 1 % false alarms on beats like the training beats"
-                   + ("" if normal_only else ", which include the abnormal ones (no "
-                      "--normal-only)"))
+        if normal_only:
+            why = ("; most abnormal beats score like normal ones. Rank by score or p-value (the "
+                   "AUROC above), or pass --contamination F to flag a larger share F of the "
+                   "training beats and more abnormal beats with them")
         else:
-            how = f"set to flag {100 * contamination:g} % of the training beats"
-        print(
-            f"note: {100 * recall:.0f} % of the abnormal beats are flagged. The threshold is "
-            f"{how}, so a record with more abnormal beats than that keeps most of them "
-            "unflagged. Rank by score or p-value (the AUROC above), pass --contamination "
-            "with the share of abnormal beats you expect, or train on normal beats "
-            "(--train ... --normal-only)",
-            file=stream,
-        )
+            why = (", which include the abnormal ones (no --normal-only), so a record with "
+                   "more abnormal beats than that keeps most of them unflagged. Rank by score "
+                   "or p-value (the AUROC above), pass --contamination with the share of "
+                   "abnormal beats you expect, or train on normal beats (--train ... "
+                   "--normal-only)")
+        print(f"note: {100 * recall:.0f} % of the abnormal beats are flagged. The threshold "
+              f"is {how}{why}", file=stream)
     return {"auroc": auroc, "average_precision": ap}
 
 
@@ -677,7 +690,8 @@ def main(argv=None):
         plot=not args.no_plot,
         plot_start=args.plot_start,
         plot_duration=args.plot_duration,
-        quiet=args.quiet,
+        # progress bars only on a terminal: redirected to a log, they are lines of \r updates
+        quiet=args.quiet or not _is_terminal(sys.stderr),
         max_iter=args.max_iter,
         finetune_iter=args.finetune_iter,
         overwrite=args.overwrite,
@@ -694,7 +708,7 @@ def main(argv=None):
         else:
             run = run_detection(
                 args.records, train=args.train, normal_only=args.normal_only,
-                annotation=None if args.annotation.lower() == "none" else args.annotation,
+                annotation=args.annotation,
                 **options,
             )
         _summary(run["results"], sys.stdout, run["contamination"], run["normal_only"])

@@ -542,7 +542,7 @@ def test_summary_notes_when_most_abnormal_beats_are_not_flagged():
     for contamination, normal_only, expected in (
         ("auto", False, "1 % false alarms on beats like the training beats, which include the "
                         "abnormal ones"),
-        ("auto", True, "1 % false alarms on beats like the training beats, so"),
+        ("auto", True, "beats like the training beats; most abnormal beats score like normal"),
         (0.02, False, "set to flag 2 % of the training beats"),
     ):
         stream = io.StringIO()
@@ -553,6 +553,12 @@ def test_summary_notes_when_most_abnormal_beats_are_not_flagged():
     stream = io.StringIO()
     _summary(results, stream)
     assert "note" not in stream.getvalue()
+    # normal beats flagged: noted against the share the threshold was set for
+    results[0]["flag"] = np.r_[np.arange(90) < 9, np.ones(10)].astype(int)  # 10 % of N
+    for contamination, noted in (("auto", True), (0.02, True), (0.1, False)):
+        stream = io.StringIO()
+        _summary(results, stream, contamination)
+        assert ("note: 10 % of the normal beats are flagged" in stream.getvalue()) == noted
 
 
 def test_no_progress_bars_when_the_output_is_not_a_terminal(tmp_path, capsys):
@@ -562,3 +568,22 @@ def test_no_progress_bars_when_the_output_is_not_a_terminal(tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "\r" not in err and "it/s" not in err and "reading records" not in err
+
+
+def test_an_annotation_file_asked_for_must_exist(tmp_path, capsys):
+    # a mistyped --annotation ran R-peak detection and wrote unlabelled beats without a word
+    record = example_records()[0]
+    assert main(["detect", record, "--annotation", "qsr", "--out", str(tmp_path), *_FAST]) == 1
+    err = capsys.readouterr().err
+    assert f"annotation file not found: {record}.qsr" in err and not list(tmp_path.iterdir())
+    # also for a record given by its header, and for a training record
+    assert main(["detect", record + ".hea", "--annotation", "qsr", "--out", str(tmp_path),
+                 *_FAST]) == 1
+    assert f"{record}.qsr" in capsys.readouterr().err
+    assert main(["detect", record, "--train", str(tmp_path / "missing"), "--out",
+                 str(tmp_path), *_FAST]) == 1
+    assert "missing.hea" in capsys.readouterr().err
+    # the API takes "none" as the command line does
+    run = run_detection([record], out=tmp_path / "none", annotation="none", plot=False,
+                        quiet=True, max_iter=2, stream=io.StringIO())
+    assert {str(label) for label in run["results"][0]["beats"].labels} == {""}

@@ -326,6 +326,15 @@ def _path_hint(path) -> str:
     return ""
 
 
+def annotation_file(path, annotation) -> str:
+    """The annotation file ``load_record(path, annotation=annotation)`` reads:
+    ``RECORD.annotation`` for a WFDB record, ``FILE.edf.annotation`` for an EDF file."""
+    path = os.path.expanduser(os.fspath(path))
+    if not is_edf_path(path) and path.endswith((".hea", ".dat")):
+        path = path[:-4]
+    return f"{path}.{annotation}"
+
+
 def require_record_files(path) -> None:
     """Raise the :class:`FileNotFoundError` :func:`load_record` raises for a local record
     that is not there (no EDF file, or no WFDB header), without reading anything."""
