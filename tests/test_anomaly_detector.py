@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -234,6 +235,14 @@ def test_auto_threshold_warns_when_too_few_rows_calibrate_it():
         cross_val_score(FlowAnomalyDetector(**tiny), _normal(600, 4), cv=2,
                         scoring=lambda est, X, y=None: 0.0)
     assert {r.filename for r in rec} == {__file__}
+    # in joblib's worker threads no line of the user's is on the stack: scikit-learn's
+    # line that called fit, not the standard library's pool
+    import joblib
+
+    with pytest.warns(CalibrationWarning) as rec, joblib.parallel_backend("threading"):
+        cross_val_score(FlowAnomalyDetector(**tiny), _normal(600, 4), cv=2, n_jobs=2,
+                        scoring=lambda est, X, y=None: 0.0)
+    assert all(os.sep + "sklearn" + os.sep in r.filename for r in rec), [r.filename for r in rec]
     with pytest.warns(CalibrationWarning, match="only 78 held-out rows.*1 / 79 = 1.3 %"):
         FlowAnomalyDetector(**tiny).fit(_normal(390, 4))
     # 500 rows hold out 100; 395 hold out 79, whose 1.25 % is not worth an alarm; and a
