@@ -69,7 +69,7 @@ def _refuse_non_numeric(X, name="X"):
     Object arrays of plain numbers pass, as scikit-learn takes them.
     """
     dtypes = getattr(X, "dtypes", None)  # a DataFrame: each column's
-    if dtypes is not None and hasattr(X, "iloc"):
+    if dtypes is not None and hasattr(X, "iloc") and getattr(X, "ndim", 2) == 2:
         columns = [(d, X.iloc[:, i]) for i, d in enumerate(dtypes)]
     else:
         array = X if isinstance(X, np.ndarray) else np.asarray(X)
@@ -93,14 +93,15 @@ def _non_numeric(dtype, values):
         return _non_numeric(categories.dtype, np.asarray(categories, dtype=object))
     if kind != "O":
         return None
-    # object values (or an extension dtype such as pandas' string): look at them
-    for value in np.asarray(values, dtype=object).ravel():
-        if isinstance(value, (str, bytes)):
-            return "text or bytes"
-        if isinstance(value, (np.datetime64, np.timedelta64)) or (
-            not isinstance(value, numbers.Number) and hasattr(value, "isoformat")
-        ):  # datetime, date, time, pandas Timestamp
-            return "dates"
+    # object values (or an extension dtype such as pandas' string): look at their types
+    # (a set of them: a loop over the values in Python took 0.3 s for 1.4 million)
+    types = set(map(type, np.asarray(values, dtype=object).ravel()))
+    if any(issubclass(t, (str, bytes)) for t in types):
+        return "text or bytes"
+    if any(issubclass(t, (np.datetime64, np.timedelta64)) or (
+        not issubclass(t, numbers.Number) and hasattr(t, "isoformat")
+    ) for t in types):  # datetime, date, time, pandas Timestamp
+        return "dates"
     return None
 
 
