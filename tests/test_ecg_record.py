@@ -443,6 +443,20 @@ def test_record_name_is_the_name_load_record_gives(tmp_path):
     assert record_name(tmp_path / "plain") == load_record(tmp_path / "plain").name == "plain"
 
 
+def test_a_refused_download_is_a_permission_error():
+    # wfdb raises NetFilePermissionError (a PermissionError) for HTTP 401/403, a database
+    # that needs credentials: not a network failure
+    from wfdb.io._url import NetFilePermissionError
+
+    from sigflow.ecg._record import _raise_download_error
+
+    with pytest.raises(PermissionError, match="credentialed database") as info:
+        _raise_download_error(NetFilePermissionError("403 Forbidden"), "mimic4wdb",
+                              "the header mimic4wdb/p100.hea")
+    assert not isinstance(info.value, ConnectionError)
+    _raise_download_error(ValueError("malformed"), "mitdb", "x")  # not a download error
+
+
 def test_a_failed_download_is_a_connection_error():
     # without a network wfdb's download fails with requests' errors (OSErrors); they were
     # reported as a malformed record (RecordFormatError)

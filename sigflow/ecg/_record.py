@@ -263,6 +263,11 @@ def _annotations_at(ann, fs, n_samples, ann_file, start=0, n_read=None):
 def _raise_download_error(exc, pn_dir, what):
     """Raise a ConnectionError for a download from PhysioNet that failed (no network, say):
     requests' errors are OSErrors, and not a sign of a malformed record."""
+    if pn_dir is not None and isinstance(exc, PermissionError):  # HTTP 401/403 (wfdb)
+        raise PermissionError(
+            f"PhysioNet refused to send {what}: {exc}; a credentialed database needs its "
+            "files downloaded with an account first (then read the local files)"
+        ) from exc
     if pn_dir is not None and isinstance(exc, OSError):
         raise ConnectionError(
             f"could not download {what} from PhysioNet: {exc}; check the network connection, "
