@@ -14,7 +14,7 @@ and 4 of this run rose to about 5 and 8 nats while the final one fell to about 0
 
 Run (under a minute of CPU time on one core)::
 
-    python examples/jko_2d_blocks.py            # writes jko_2d_blocks.png here
+    python examples/jko_2d_blocks.py            # writes jko_2d_blocks.png in the working folder
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main(argv=None):
     parser.add_argument("--finetune-iter", type=int, default=0,
                         help="likelihood refinement steps (default: 0, see above)")
     parser.add_argument("--out", default="jko_2d_blocks.png",
-                        help="the figure's path (default: %(default)s, in this folder)")
+                        help="the figure's path (default: %(default)s, in the working folder)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run in seconds: 1,000 points, 2 blocks of 20 steps, "
                              "no refinement")

@@ -47,8 +47,8 @@ def make_beat_detector(**params):
         beats; ``predict`` returns +1 (normal) or -1 (abnormal). Its scores
         are log-likelihoods of the *scaled* features: they differ from the
         flow's in the features' own units by ``sum(log scale_)`` of the
-        scaler, the same for every beat, so rankings, thresholds and p-values
-        are unchanged.
+        scaler, the same for every beat, so rankings, flags and p-values are
+        unchanged (``offset_`` is shifted by the same constant).
 
     Examples
     --------

@@ -397,10 +397,10 @@ class NotchFilter(_RowFilter):
     The transformer form of :func:`notch_filter`: rows are signals sampled at ``fs``,
     columns are time.
 
-    Each row is filtered on its own, so its ends carry the filter's edge transients
-    (for about the period of its lowest frequency). For windows of one longer signal,
-    filter the signal with the function first and cut the windows afterwards: a 0.5-Hz
-    high-pass applied to 2-s windows left an error of a fifth of the signal's RMS.
+    Each row is filtered on its own, so its ends carry the notch's edge transients, which
+    last about ``3 * quality / (pi * freq)`` seconds (0.6 s for 50 Hz at quality 30). For
+    windows of one longer signal, filter the signal with the function first and cut the
+    windows afterwards.
 
     Parameters
     ----------
