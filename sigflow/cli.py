@@ -34,8 +34,9 @@ CSV_COLUMNS = ("record", "sample", "time_s", "label", "score", "pvalue", "flag",
 
 _EPILOG = """\
 output, per record (in --out):
-  RECORD.csv  one row per beat: record, sample (R-peak sample index), time_s, label (AAMI
-              class N/S/V/F/Q when the record has beat annotations, else empty), score
+  RECORD.csv  one row per beat: record, sample (R-peak sample index in the record),
+              time_s, label (AAMI class N/S/V/F/Q when the record has beat annotations,
+              else empty), score
               (log-likelihood of the beat under the model: higher is more normal), pvalue
               (conformal p-value: small means unlike the training beats), flag (1 when the
               score is below the threshold), threshold (the detector's score threshold,
@@ -121,6 +122,19 @@ def _non_negative_float(text):
 #: Seconds of a record the PNG shows unless told otherwise: half an hour of MIT-BIH in one
 #: figure is a solid block of trace.
 PLOT_SPAN_S = 60.0
+
+
+def _check_span(start, end):
+    """``(start, end)`` in seconds as floats (None: a record's ends); else ValueError."""
+    for value, name in ((start, "start"), (end, "end")):
+        if value is not None and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0
+        ):
+            raise ValueError(f"{name} must be None or a time in seconds >= 0, got {value!r}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"--end ({end:g} s) must be after --start ({start:g} s)")
+    return (None if start is None else float(start)), (None if end is None else float(end))
 
 
 def _contamination(text):
@@ -214,6 +228,16 @@ def _build_parser():
             "unflagged); a fraction in (0, 0.5], e.g. 0.1, flags that share of the training "
             "beats, for an expected share of abnormal beats (default: %(default)s)",
         )
+        p.add_argument(
+            "--start", type=_non_negative_float, default=None, metavar="SECONDS",
+            help="analyse every record from this time on (default: its beginning); the "
+            "CSV's samples and times and the PNG's time axis still count from the record's "
+            "beginning",
+        )
+        p.add_argument(
+            "--end", type=_positive_float, default=None, metavar="SECONDS",
+            help="analyse every record up to this time (default: its end)",
+        )
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
         p.add_argument(
             "--overwrite", action="store_true",
@@ -291,11 +315,24 @@ def _progress(iterable, quiet, desc):
     return tqdm(iterable, desc=desc, leave=False)
 
 
-def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr"):
+def _record_part(record, start, end):
+    """The part of ``record`` from ``start`` to ``end`` seconds (None: its ends)."""
+    if start is None and end is None:
+        return record
+    sampfrom = 0 if start is None else int(round(start * record.fs))
+    if sampfrom >= record.n_samples:
+        raise ValueError(f"record {record.name} lasts {record.duration:g} s: --start "
+                         f"{start:g} s is beyond its end")
+    sampto = None if end is None else min(int(round(end * record.fs)), record.n_samples)
+    return record.part(sampfrom, sampto)
+
+
+def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr",
+             start=None, end=None):
     """Load each record once; return ``[(record, beats)]``. ``lead=None`` analyses MLII, or
     channel 0 (with a warning) where a record lacks it; a named lead must exist. ``r_peaks``
     detects the beats of records without beat annotations (in ``RECORD.annotation``; None:
-    every record's)."""
+    every record's). ``start``/``end``: the part of each record to analyse (seconds)."""
     from sigflow.ecg import load_record, segment_beats
     from sigflow.ecg._channels import resolve_channels
     from sigflow.ecg._edf import is_edf_path, signal_names
@@ -314,17 +351,17 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr
                     f"record {record_name(path)} ({path}) has no lead {lead!r}; its leads: "
                     f"{', '.join(names)} (--lead)"
                 ) from None
-            record = load_record(path, channels=[lead], annotation=annotation)
+            record = _record_part(load_record(path, channels=[lead], annotation=annotation),
+                                  start, end)
             out.append((record, segment_beats(record, lead=0, detector=r_peaks)))
             continue
-        record = load_record(path, annotation=annotation)
+        record = _record_part(load_record(path, annotation=annotation), start, end)
         if lead is not None and record.lead_index(lead) is None:
             raise ValueError(
                 f"record {record.name} ({path}) has no lead {lead!r}; its leads: "
                 f"{', '.join(record.leads)} (--lead)"
             )
-        out.append((record, segment_beats(record, lead=lead,
-                                          detector=r_peaks)))
+        out.append((record, segment_beats(record, lead=lead, detector=r_peaks)))
     return out
 
 
@@ -388,6 +425,8 @@ def run_detection(
     r_peaks="pan_tompkins",
     annotation="atr",
     contamination="auto",
+    start=None,
+    end=None,
 ):
     """Fit a beat detector and write one CSV (and PNG) per record.
 
@@ -406,6 +445,9 @@ def run_detection(
     None to detect the beats of every record. ``contamination`` is the detector's
     (:class:`sigflow.FlowAnomalyDetector`): ``"auto"`` sets the threshold for about 1 % false
     alarms on beats like the training beats, a float flags that fraction of them.
+    ``start`` and ``end`` (seconds; None: the record's ends) limit every record, scored or
+    trained on, to that part (:meth:`sigflow.ecg.ECGRecord.part`); the CSV's samples and
+    times and the PNG's time axis still count from each record's beginning.
 
     The PNG shows ``plot_duration`` seconds (default :data:`PLOT_SPAN_S`; ``math.inf``:
     the whole record) from ``plot_start``, or centred on the beat with the highest anomaly
@@ -420,6 +462,7 @@ def run_detection(
     records = [os.path.expanduser(os.fspath(r)) for r in records]  # a quoted "~/..."
     train = None if train is None else [os.path.expanduser(os.fspath(r)) for r in train]
     annotation = _check_annotation(annotation)
+    start, end = _check_span(start, end)
     if annotation is None and normal_only:
         raise ValueError("--normal-only needs the beat annotations that --annotation none "
                          "(annotation=None) leaves unread")
@@ -443,7 +486,7 @@ def run_detection(
             )
     if not overwrite:
         _refuse_overwrite(out, [record_name(p) for p in records])
-    loaded = _segment(records, lead, quiet, "reading records", r_peaks, annotation)
+    loaded = _segment(records, lead, quiet, "reading records", r_peaks, annotation, start, end)
     _same_names(records, [b.record for _, b in loaded],
                 f"records with the same name would write the same files in {out}: ",
                 "; score them in separate runs or with different --out folders")
@@ -454,15 +497,15 @@ def run_detection(
             + ", ".join(str(b.record) for _, b in loaded)
         )
     if plot and plot_start is not None:  # before the fit, not after it
-        longest = max(record.signal.shape[0] / record.fs for record, _ in scored)
+        longest = max((record.start + record.n_samples) / record.fs for record, _ in scored)
         if plot_start >= longest:
             raise ValueError(
                 f"--plot-start {plot_start:g} s is beyond the end of every record to score "
-                f"(the longest lasts {longest:g} s)"
+                f"(the longest {'part ' if start or end else ''}ends at {longest:g} s)"
             )
     if train:
         train_loaded = _segment(train, lead, quiet, "reading training records", r_peaks,
-                                annotation)
+                                annotation, start, end)
         _same_names(train, [b.record for _, b in train_loaded],
                     "training records given twice (by record name): ",
                     "; their beats would be learnt twice, and the detector's calibration rows "
@@ -510,7 +553,7 @@ def run_detection(
     )
     flow_det = detector[-1]
     results = []
-    for _, b in _progress(scored, quiet, "scoring"):
+    for record, b in _progress(scored, quiet, "scoring"):
         Xt = detector[:-1].transform(b.features)
         score = flow_det.score_samples(Xt)
         pvalue = flow_det._pvalues(score)  # score_pvalues(Xt) without scoring Xt again
@@ -526,8 +569,8 @@ def run_detection(
                 writer.writerow(
                     (
                         b.record,
-                        int(b.samples[i]),
-                        f"{b.times[i]:.3f}",
+                        int(record.start + b.samples[i]),  # in the whole record
+                        f"{(record.start + b.samples[i]) / b.fs:.3f}",
                         b.labels[i],
                         f"{score[i]:.6g}",
                         f"{pvalue[i]:.6g}",
@@ -581,6 +624,7 @@ def _plot_figure(record, beats, score, offset, start=0.0, duration=None, run_ano
         title=f"{beats.record}: anomaly score = threshold - log-likelihood, flagged above 0 "
         f"(threshold {offset:.4g})",
         norm=None if run_anomaly is None else score_color_norm(run_anomaly, 0.0),
+        t0=record.start / record.fs,
     )
 
 
@@ -595,11 +639,13 @@ def _plot(record, beats, score, offset, out, start=None, duration=None, run_anom
     import matplotlib.pyplot as plt
 
     length = record.signal.shape[0] / record.fs
-    if start is not None and start >= length:
-        print(f"{beats.record}: no PNG, --plot-start {start:g} s is beyond the record "
-              f"({length:g} s)", file=sys.stderr)
+    t0 = record.start / record.fs  # a part of the record (--start): times count from 0 s
+    if start is not None and not t0 <= start < t0 + length:
+        print(f"{beats.record}: no PNG, --plot-start {start:g} s is outside the record "
+              f"({'' if not t0 else f'{t0:g} s to '}{t0 + length:g} s)", file=sys.stderr)
         return None
-    start, duration = _plot_span(length, beats.times, offset - score, start, duration)
+    start, duration = _plot_span(length, beats.times, offset - score,
+                                 None if start is None else start - t0, duration)
     fig = _plot_figure(record, beats, score, offset, start, duration, run_anomaly)
     path = out / f"{beats.record}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -697,6 +743,8 @@ def main(argv=None):
         overwrite=args.overwrite,
         r_peaks=args.r_peaks,
         contamination=args.contamination,
+        start=args.start,
+        end=args.end,
     )
     try:
         if args.command == "demo":

@@ -587,3 +587,37 @@ def test_an_annotation_file_asked_for_must_exist(tmp_path, capsys):
     run = run_detection([record], out=tmp_path / "none", annotation="none", plot=False,
                         quiet=True, max_iter=2, stream=io.StringIO())
     assert {str(label) for label in run["results"][0]["beats"].labels} == {""}
+
+
+def test_a_part_of_each_record_keeps_the_records_sample_numbers(tmp_path, capsys):
+    # --start/--end analyse a part of every record; the CSV's samples and times still count
+    # from the record's beginning, so that they match its annotations and other tools
+    record = example_records()[0]
+    fs = load_record(record).fs
+    whole = _read(_detect_one(main, [record], tmp_path / "whole"))
+    part = _read(_detect_one(main, [record, "--start", "30", "--end", "90"], tmp_path / "part"))
+    samples = np.array([int(row["sample"]) for row in part])
+    assert samples.min() >= 30 * fs and samples.max() < 90 * fs
+    inner = [int(row["sample"]) for row in whole if 31 * fs <= int(row["sample"]) < 89 * fs]
+    assert set(inner) <= set(samples.tolist())
+    by_sample = {int(row["sample"]): row for row in whole}
+    for row in part:
+        assert float(row["time_s"]) == pytest.approx(int(row["sample"]) / fs, abs=1e-3)
+        if int(row["sample"]) in by_sample:
+            assert row["label"] == by_sample[int(row["sample"])]["label"]
+    # the PNG of the part, its span given in the record's time
+    out = tmp_path / "png"
+    argv = ["detect", record, "--start", "30", "--end", "90", "--out", str(out), "-q",
+            "--max-iter", "2", "--finetune-iter", "0"]
+    assert main([*argv, "--plot-start", "40", "--plot-duration", "10"]) == 0
+    assert (out / "synth01.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main([*argv, "--plot-start", "10", "--overwrite"]) == 0  # before the part
+    assert "no PNG, --plot-start 10 s is outside the record (30 s to 90 s)" in (
+        capsys.readouterr().err)
+    assert main([*argv, "--plot-start", "95", "--overwrite"]) == 1
+    assert "the longest part ends at 90 s" in capsys.readouterr().err
+    for bad, message in ((["--start", "200"], "lasts 150 s: --start 200 s is beyond its end"),
+                         (["--start", "50", "--end", "40"], "--end (40 s) must be after")):
+        assert main(["detect", record, "--out", str(tmp_path / "bad"), *_FAST, *bad]) == 1
+        assert message in capsys.readouterr().err

@@ -525,3 +525,20 @@ def test_a_part_of_a_multi_segment_record_spans_its_segments(tmp_path):
     half = len(sig) // 2
     part = load_record(tmp_path / "multi", sampfrom=half - 500, sampto=half + 700)
     np.testing.assert_array_equal(part.signal, full.signal[half - 500: half + 700])
+
+
+def test_a_part_of_a_loaded_record_is_the_part_read_from_its_files():
+    path = example_records()[0]
+    whole = load_record(path)
+    for sampfrom, sampto in ((0, 20_000), (7_777, 30_001), (50_000, None)):
+        read, cut = load_record(path, sampfrom=sampfrom, sampto=sampto), whole.part(sampfrom,
+                                                                                   sampto)
+        assert cut.start == read.start == sampfrom
+        np.testing.assert_array_equal(cut.signal, read.signal)
+        np.testing.assert_array_equal(cut.ann_samples, read.ann_samples)
+        np.testing.assert_array_equal(cut.ann_symbols, read.ann_symbols)
+    twice = whole.part(10_000).part(5_000, 6_000)  # starts add up
+    assert twice.start == 15_000
+    np.testing.assert_array_equal(twice.signal, whole.signal[15_000:16_000])
+    with pytest.raises(ValueError, match="has 54000 samples"):
+        whole.part(0, 60_000)

@@ -153,7 +153,7 @@ def _colorbar_ticks(norm):
 
 def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, start=0.0,
                 duration=None, lead="", title=None, ax=None, units="mV",
-                score_label="anomaly score", norm=None):
+                score_label="anomaly score", norm=None, t0=0.0):
     """Plot an ECG trace with each beat coloured by its anomaly score.
 
     Parameters
@@ -191,6 +191,9 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
         The colour scale; by default :func:`score_color_norm` of ``scores``: diverging
         around the threshold (blue below, red above), compressed logarithmically far from
         it. The score panel uses the same compression (an ``asinh`` axis).
+    t0 : float, default=0.0
+        Time of ``signal[0]`` in seconds, which the time axis adds: ``record.start / fs``
+        for a part of a record (``start`` still counts from ``signal[0]``).
 
     Returns
     -------
@@ -214,7 +217,7 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
         raise ValueError(f"start={start:g} s is beyond the signal ({x.shape[0] / fs:g} s)")
     lo = int(max(start, 0) * fs)
     hi = x.shape[0] if duration is None else int(min((start + duration) * fs, x.shape[0]))
-    t = np.arange(lo, hi) / fs
+    t = t0 + np.arange(lo, hi) / fs
     sel = (samples >= lo) & (samples < hi)
     if ax is None:
         fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(12, 5), sharex=True,
@@ -225,11 +228,11 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
     ax0.plot(t, x[lo:hi], color="0.3", lw=0.7)
     if norm is None:
         norm = score_color_norm(scores, threshold)
-    pts = ax0.scatter(samples[sel] / fs, x[samples[sel]], c=scores[sel], cmap="coolwarm",
+    pts = ax0.scatter(t0 + samples[sel] / fs, x[samples[sel]], c=scores[sel], cmap="coolwarm",
                       norm=norm, s=25, zorder=3, edgecolors="0.2", linewidths=0.3)
     if threshold is not None:
         flag = sel & (scores > threshold)
-        ax0.scatter(samples[flag] / fs, x[samples[flag]], s=140, facecolors="none",
+        ax0.scatter(t0 + samples[flag] / fs, x[samples[flag]], s=140, facecolors="none",
                     edgecolors="red", lw=1.2, zorder=4, label="flagged")
         ax1.axhline(threshold, color="red", ls="--", lw=1, label=f"threshold {threshold:.3g}")
         if flag.any():
@@ -238,13 +241,13 @@ def plot_scores(signal, fs, samples, scores, *, threshold=None, labels=None, sta
         labels = np.asarray(labels).astype(str).ravel()
         for s, lab in zip(samples[sel], labels[sel], strict=True):
             if lab not in ("N", ""):
-                ax0.annotate(lab, (s / fs, x[s]), xytext=(0, 8), textcoords="offset points",
+                ax0.annotate(lab, (t0 + s / fs, x[s]), xytext=(0, 8), textcoords="offset points",
                              ha="center", fontsize=8, color="C3")
         ax0.margins(y=0.15)  # room for the labels above the tallest beats
     bar = fig.colorbar(pts, ax=[ax0, ax1], label=score_label, pad=0.01)
     bar.set_ticks(_colorbar_ticks(norm))
     bar.ax.tick_params(labelsize=8)
-    ax1.plot(samples[sel] / fs, scores[sel], ".-", color="0.4", lw=0.6, ms=4)
+    ax1.plot(t0 + samples[sel] / fs, scores[sel], ".-", color="0.4", lw=0.6, ms=4)
     shown = scores[sel][np.isfinite(scores[sel])]
     if shown.size and np.ptp(shown) > 0:
         # the score panel compressed like the colours: the threshold and the normal beats

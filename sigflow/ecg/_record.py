@@ -7,7 +7,7 @@ import math
 import numbers
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +131,30 @@ class ECGRecord:
         if str(lead).strip().isdigit():
             return self.lead_index(int(str(lead).strip()))
         return None
+
+    def part(self, sampfrom, sampto=None) -> ECGRecord:
+        """The record's samples ``sampfrom, ..., sampto - 1`` (to the end with None), with
+        the annotations among them; samples count from ``sampfrom``, which adds to
+        ``start``. The same as ``load_record(path, sampfrom=..., sampto=...)`` of the
+        record's files.
+
+        >>> import numpy as np
+        >>> from sigflow.ecg import ECGRecord
+        >>> rec = ECGRecord(name="demo", signal=np.zeros((720, 1)), fs=360.0, leads=["MLII"],
+        ...                 ann_samples=np.array([100, 460]), ann_symbols=np.array(["N", "V"]))
+        >>> half = rec.part(360)
+        >>> half.start, half.n_samples, half.ann_samples, half.ann_symbols
+        (360, 360, array([100]), array(['V'], dtype='<U1'))
+        """
+        sampfrom, sampto = _check_range(sampfrom, sampto)
+        sampto = _range_end(sampfrom, sampto, self.n_samples, f"record {self.name}")
+        ann_samples, ann_symbols = self.ann_samples, self.ann_symbols
+        if ann_samples is not None:
+            inside = (ann_samples >= sampfrom) & (ann_samples < sampto)
+            ann_samples = ann_samples[inside] - sampfrom
+            ann_symbols = None if ann_symbols is None else ann_symbols[inside]
+        return replace(self, signal=self.signal[sampfrom:sampto], ann_samples=ann_samples,
+                       ann_symbols=ann_symbols, start=self.start + sampfrom)
 
     def __repr__(self) -> str:
         n_ann = "none" if self.ann_samples is None else len(self.ann_samples)
