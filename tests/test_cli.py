@@ -397,14 +397,12 @@ def test_plot_span_options(tmp_path):
     # beyond some records only: theirs get no PNG, with a message, the others theirs
     from sigflow.cli import _plot
 
-    class Short:  # the first 100 s of the record
-        signal, fs = np.zeros((36000, 1)), 360.0
-
+    short = load_record(record).part(0, 36000)  # the first 100 s of the record
     beats = SimpleNamespace(record="short", times=np.zeros(0))
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        assert _plot(Short, beats, np.zeros(0), 0.0, tmp_path, start=120.0) is None
-    assert "short: no PNG, --plot-start 120 s is beyond the record (100 s)" in stderr.getvalue()
+        assert _plot(short, beats, np.zeros(0), 0.0, tmp_path, start=120.0) is None
+    assert "short: no PNG, --plot-start 120 s is outside the record (100 s)" in stderr.getvalue()
     for bad in (["--plot-duration", "0"], ["--plot-start", "-1"], ["--plot-duration", "nan"]):
         with pytest.raises(SystemExit):
             main(["detect", record, "--out", str(tmp_path), *bad])
