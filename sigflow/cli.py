@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import numbers
 import os
 import re
 import sys
@@ -126,12 +127,12 @@ PLOT_SPAN_S = 60.0
 
 def _check_span(start, end):
     """``(start, end)`` in seconds as floats (None: a record's ends); else ValueError."""
-    for value, name in ((start, "start"), (end, "end")):
+    for value, name, least in ((start, "start", ">= 0"), (end, "end", "> 0")):
         if value is not None and not (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value >= 0
+            isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and (value > 0 or (value == 0 and name == "start"))
         ):
-            raise ValueError(f"{name} must be None or a time in seconds >= 0, got {value!r}")
+            raise ValueError(f"{name} must be None or a time in seconds {least}, got {value!r}")
     if start is not None and end is not None and end <= start:
         raise ValueError(f"--end ({end:g} s) must be after --start ({start:g} s)")
     return (None if start is None else float(start)), (None if end is None else float(end))
@@ -316,29 +317,41 @@ def _progress(iterable, quiet, desc):
 
 
 def _record_part(record, start, end):
-    """The part of ``record`` from ``start`` to ``end`` seconds (None: its ends)."""
+    """The part of ``record`` from ``start`` to ``end`` seconds (None: its ends): the
+    samples at those times and between, or None when ``start`` is past the record's end."""
     if start is None and end is None:
         return record
-    sampfrom = 0 if start is None else int(round(start * record.fs))
+    sampfrom = 0 if start is None else math.floor(start * record.fs)
     if sampfrom >= record.n_samples:
-        raise ValueError(f"record {record.name} lasts {record.duration:g} s: --start "
-                         f"{start:g} s is beyond its end")
-    sampto = None if end is None else min(int(round(end * record.fs)), record.n_samples)
+        return None
+    sampto = None if end is None else min(max(math.ceil(end * record.fs), sampfrom + 1),
+                                          record.n_samples)
     return record.part(sampfrom, sampto)
 
 
 def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr",
-             start=None, end=None):
-    """Load each record once; return ``[(record, beats)]``. ``lead=None`` analyses MLII, or
-    channel 0 (with a warning) where a record lacks it; a named lead must exist. ``r_peaks``
-    detects the beats of records without beat annotations (in ``RECORD.annotation``; None:
-    every record's). ``start``/``end``: the part of each record to analyse (seconds)."""
+             start=None, end=None, stream=None):
+    """Load each record once; return ``[(record, beats)]``, the paths of those records and
+    the names of the records left out. ``lead=None`` analyses MLII, or channel 0 (with a
+    warning) where a record lacks it; a named lead must exist. ``r_peaks`` detects the beats
+    of records without beat annotations (in ``RECORD.annotation``; None: every record's).
+    ``start``/``end``: the part of each record to analyse (seconds); a record that ends
+    before ``start`` is left out with a message on ``stream``."""
     from sigflow.ecg import load_record, segment_beats
     from sigflow.ecg._channels import resolve_channels
     from sigflow.ecg._edf import is_edf_path, signal_names
     from sigflow.ecg._record import record_name
 
-    out = []
+    out, paths, left_out = [], [], []
+
+    def part(record):
+        cut = _record_part(record, start, end)
+        if cut is None:
+            print(f"skipping {record.name} ({path}): it lasts {record.duration:g} s, and "
+                  f"--start {start:g} s is past its end", file=stream or sys.stdout)
+            left_out.append(record.name)
+        return cut
+
     for path in _progress(records, quiet, desc):
         if lead is not None and is_edf_path(path):
             # an EDF file's other signals may have other rates: read the lead alone
@@ -351,18 +364,22 @@ def _segment(records, lead, quiet, desc, r_peaks="pan_tompkins", annotation="atr
                     f"record {record_name(path)} ({path}) has no lead {lead!r}; its leads: "
                     f"{', '.join(names)} (--lead)"
                 ) from None
-            record = _record_part(load_record(path, channels=[lead], annotation=annotation),
-                                  start, end)
-            out.append((record, segment_beats(record, lead=0, detector=r_peaks)))
+            record = part(load_record(path, channels=[lead], annotation=annotation))
+            if record is not None:
+                out.append((record, segment_beats(record, lead=0, detector=r_peaks)))
+                paths.append(path)
             continue
-        record = _record_part(load_record(path, annotation=annotation), start, end)
+        record = part(load_record(path, annotation=annotation))
+        if record is None:
+            continue
         if lead is not None and record.lead_index(lead) is None:
             raise ValueError(
                 f"record {record.name} ({path}) has no lead {lead!r}; its leads: "
                 f"{', '.join(record.leads)} (--lead)"
             )
         out.append((record, segment_beats(record, lead=lead, detector=r_peaks)))
-    return out
+        paths.append(path)
+    return out, paths, left_out
 
 
 def _same_names(paths, names, prefix, suffix):
@@ -454,7 +471,9 @@ def run_detection(
     score when ``plot_start`` is None; every record's colours use one scale.
 
     Returns a dict with the fitted detector, the per-record results and the output paths,
-    and the names of the skipped records (``"skipped"``).
+    and the names of the skipped records (``"skipped"``: no beats, or ended before
+    ``start``). A result's ``"beats"`` count their samples from the part analysed (its
+    record's ``start``), where the CSV counts from the record's beginning.
     """
     from sigflow.ecg import make_beat_detector
 
@@ -486,27 +505,30 @@ def run_detection(
             )
     if not overwrite:
         _refuse_overwrite(out, [record_name(p) for p in records])
-    loaded = _segment(records, lead, quiet, "reading records", r_peaks, annotation, start, end)
-    _same_names(records, [b.record for _, b in loaded],
+    loaded, loaded_paths, past_end = _segment(records, lead, quiet, "reading records", r_peaks,
+                                              annotation, start, end, stream)
+    _same_names(loaded_paths, [b.record for _, b in loaded],
                 f"records with the same name would write the same files in {out}: ",
                 "; score them in separate runs or with different --out folders")
     scored = _drop_beatless(loaded, stream, "record")
     if not scored:
         raise ValueError(
             "no beats found in any record to score: "
-            + ", ".join(str(b.record) for _, b in loaded)
+            + ", ".join([str(b.record) for _, b in loaded] + past_end)
         )
     if plot and plot_start is not None:  # before the fit, not after it
-        longest = max((record.start + record.n_samples) / record.fs for record, _ in scored)
-        if plot_start >= longest:
+        spans = [(r.start / r.fs, (r.start + r.n_samples) / r.fs) for r, _ in scored]
+        if not any(t0 <= plot_start < t1 for t0, t1 in spans):
+            what = "part of a record" if start is not None or end is not None else "record"
             raise ValueError(
-                f"--plot-start {plot_start:g} s is beyond the end of every record to score "
-                f"(the longest {'part ' if start or end else ''}ends at {longest:g} s)"
+                f"--plot-start {plot_start:g} s is outside every {what} to score ("
+                + ", ".join(f"{t0:g}-{t1:g} s" for t0, t1 in spans[:5])
+                + (", ..." if len(spans) > 5 else "") + ")"
             )
     if train:
-        train_loaded = _segment(train, lead, quiet, "reading training records", r_peaks,
-                                annotation, start, end)
-        _same_names(train, [b.record for _, b in train_loaded],
+        train_loaded, train_paths, _ = _segment(train, lead, quiet, "reading training records",
+                                                r_peaks, annotation, start, end, stream)
+        _same_names(train_paths, [b.record for _, b in train_loaded],
                     "training records given twice (by record name): ",
                     "; their beats would be learnt twice, and the detector's calibration rows "
                     "would have copies among its training rows")
@@ -532,7 +554,7 @@ def run_detection(
                 + ", ".join(str(b.record) for b in train_beats)
             )
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    fit_start = time.perf_counter()
     params = {} if max_iter is None else {"max_iter": max_iter}
     if finetune_iter is None and not normal_only:
         # The likelihood refinement sharpens the flow on whatever it is fitted to; on beats
@@ -548,7 +570,7 @@ def run_detection(
     detector.fit(X_train)
     print(
         f"fitted on {len(X_train)} beats from {len(train_beats)} record(s) in "
-        f"{time.perf_counter() - start:.1f} s",
+        f"{time.perf_counter() - fit_start:.1f} s",
         file=stream,
     )
     flow_det = detector[-1]
@@ -595,7 +617,7 @@ def run_detection(
         for (record, _), r in zip(scored, results, strict=True):  # results follow scored
             r["png"] = _plot(record, r["beats"], r["score"], flow_det.offset_, out,
                              plot_start, plot_duration, anomaly)
-    skipped = [b.record for _, b in loaded if not len(b)]
+    skipped = [b.record for _, b in loaded if not len(b)] + past_end
     return {"detector": detector, "results": results, "skipped": skipped,
             "contamination": contamination, "normal_only": bool(normal_only)}
 
@@ -641,8 +663,9 @@ def _plot(record, beats, score, offset, out, start=None, duration=None, run_anom
     length = record.signal.shape[0] / record.fs
     t0 = record.start / record.fs  # a part of the record (--start): times count from 0 s
     if start is not None and not t0 <= start < t0 + length:
-        print(f"{beats.record}: no PNG, --plot-start {start:g} s is outside the record "
-              f"({'' if not t0 else f'{t0:g} s to '}{t0 + length:g} s)", file=sys.stderr)
+        what = "the part analysed" if record.start else "the record"
+        print(f"{beats.record}: no PNG, --plot-start {start:g} s is outside {what} "
+              f"({t0:g} s to {t0 + length:g} s)", file=sys.stderr)
         return None
     start, duration = _plot_span(length, beats.times, offset - score,
                                  None if start is None else start - t0, duration)

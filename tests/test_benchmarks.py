@@ -38,8 +38,12 @@ def test_gpu_check_runs_its_cpu_part(tmp_path):
         assert "CUDA is not available: only the CPU part ran" in out
 
 
-@pytest.mark.parametrize("script", ["preprocessing.py", "flow_matching.py", "training_step.py"])
-def test_benchmark_runs(script, tmp_path):
+@pytest.mark.parametrize("script, peer", [("preprocessing.py", None),
+                                          ("flow_matching.py", "torchcfm"),
+                                          ("training_step.py", None)])
+def test_benchmark_runs(script, peer, tmp_path):
+    if peer is not None:  # the benchmark peers come with the dev extra
+        pytest.importorskip(peer, reason=f"{script} compares with {peer}: pip install -e '.[dev]'")
     out = _run(script, "--quick", cwd=tmp_path)
     assert out.strip()
     assert not list(tmp_path.iterdir())  # prints its table, writes nothing

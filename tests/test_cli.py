@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sigflow.cli import CSV_COLUMNS, main, run_detection
+from sigflow.cli import CSV_COLUMNS, _record_part, main, run_detection
 from sigflow.ecg import example_records, load_record, segment_beats
 
 
@@ -402,7 +402,8 @@ def test_plot_span_options(tmp_path):
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
         assert _plot(short, beats, np.zeros(0), 0.0, tmp_path, start=120.0) is None
-    assert "short: no PNG, --plot-start 120 s is outside the record (100 s)" in stderr.getvalue()
+    assert "short: no PNG, --plot-start 120 s is outside the record (0 s to 100 s)" in (
+        stderr.getvalue())
     for bad in (["--plot-duration", "0"], ["--plot-start", "-1"], ["--plot-duration", "nan"]):
         with pytest.raises(SystemExit):
             main(["detect", record, "--out", str(tmp_path), *bad])
@@ -610,12 +611,29 @@ def test_a_part_of_each_record_keeps_the_records_sample_numbers(tmp_path, capsys
     assert main([*argv, "--plot-start", "40", "--plot-duration", "10"]) == 0
     assert (out / "synth01.png").stat().st_size > 0
     capsys.readouterr()
-    assert main([*argv, "--plot-start", "10", "--overwrite"]) == 0  # before the part
-    assert "no PNG, --plot-start 10 s is outside the record (30 s to 90 s)" in (
-        capsys.readouterr().err)
-    assert main([*argv, "--plot-start", "95", "--overwrite"]) == 1
-    assert "the longest part ends at 90 s" in capsys.readouterr().err
-    for bad, message in ((["--start", "200"], "lasts 150 s: --start 200 s is beyond its end"),
+    for outside in ("10", "95"):  # before and after the part: refused before the fit
+        assert main([*argv, "--plot-start", outside, "--overwrite"]) == 1
+        assert (f"--plot-start {outside} s is outside every part of a record to score "
+                "(30-90 s)") in capsys.readouterr().err
+    # a record that ends before --start is left out with a message, the others scored
+    short = tmp_path / "short"
+    short.mkdir()
+    load = load_record(record).part(0, 36000)  # 100 s
+    import wfdb
+
+    wfdb.wrsamp("short", fs=fs, units=["mV"], sig_name=["MLII"], p_signal=load.signal,
+                fmt=["16"], adc_gain=[200.0], baseline=[0], write_dir=str(short))
+    argv = ["detect", record, str(short / "short"), "--start", "120", "--out",
+            str(tmp_path / "mixed"), *_FAST]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipping short" in printed and "it lasts 100 s, and --start 120 s is past its end" in (
+        printed)
+    assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == ["synth01.csv"]
+    for bad, message in ((["--start", "200"], "no beats found in any record to score: synth01"),
                          (["--start", "50", "--end", "40"], "--end (40 s) must be after")):
         assert main(["detect", record, "--out", str(tmp_path / "bad"), *_FAST, *bad]) == 1
         assert message in capsys.readouterr().err
+    # times between samples: the samples at and after --start, up to and at --end
+    cut = _record_part(load_record(record), 10.0014, 10.002)
+    assert cut.start == int(10.0014 * fs) and cut.n_samples == 1

@@ -153,8 +153,10 @@ class ECGRecord:
             inside = (ann_samples >= sampfrom) & (ann_samples < sampto)
             ann_samples = ann_samples[inside] - sampfrom
             ann_symbols = None if ann_symbols is None else ann_symbols[inside]
-        return replace(self, signal=self.signal[sampfrom:sampto], ann_samples=ann_samples,
-                       ann_symbols=ann_symbols, start=self.start + sampfrom)
+        # a copy: a view would keep the whole record's samples alive with the part
+        return replace(self, signal=self.signal[sampfrom:sampto].copy(),
+                       ann_samples=ann_samples, ann_symbols=ann_symbols,
+                       start=self.start + sampfrom)
 
     def __repr__(self) -> str:
         n_ann = "none" if self.ann_samples is None else len(self.ann_samples)
@@ -554,7 +556,8 @@ def _load_edf(wfdb, path, pn_dir, channels, annotation, sampfrom=0, sampto=None)
     signal, fs, leads, units = read_edf(path, channels)
     n_total = signal.shape[0]
     sampto = _range_end(sampfrom, sampto, n_total, f"EDF file {path}")
-    signal = signal[sampfrom:sampto]
+    if sampfrom or sampto < n_total:
+        signal = signal[sampfrom:sampto].copy()  # not a view that keeps the whole file's
     ann_samples, ann_symbols = _read_annotations(
         wfdb, path, None, annotation, fs, n_total, sampfrom, signal.shape[0]
     )

@@ -83,8 +83,8 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         Which features to return, in this order (band features expand to one
         column per band).
     nperseg : int, optional
-        Welch segment length; default ``min(256, n_features_in_)``. Must not
-        exceed the number of columns.
+        Welch segment length; default ``min(256, width)``, where ``width`` is one channel's
+        window (``n_features_in_ // n_channels``), which it must not exceed.
     noverlap : int, optional
         Welch overlap; default ``nperseg // 2``.
     window : str, tuple or array_like, default="hann"
@@ -151,6 +151,9 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_features=2)
         fs = _check_fs(self.fs)
         _, width = _check_n_channels(self.n_channels, X.shape[1])
+        if width < 2:
+            raise ValueError(f"each channel's window needs at least 2 samples, got {width} "
+                             f"({X.shape[1]} columns, n_channels={self.n_channels})")
         if self.nperseg is None:
             nperseg = min(256, width)
         elif isinstance(self.nperseg, numbers.Integral) and not isinstance(self.nperseg, bool):
@@ -190,8 +193,8 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
             self.freqs_, np.fft.rfftfreq(self.nperseg_, d=1.0 / fs)
         ):
             raise ValueError(
-                "fs or nperseg changed since fit (set_params after fit): fit again, so that "
-                "freqs_ and the features agree"
+                "fs, nperseg or n_channels changed since fit (set_params after fit): fit "
+                "again, so that freqs_ and the features agree"
             )
         features = self._check_features()
         bands = self._checked_bands(fs, features)
