@@ -28,7 +28,10 @@ TRACE_ESTIMATORS = ("auto", "exact", "hutchinson")
 # layers have an analytic trace that costs about one forward pass whatever d is, so "auto"
 # keeps the exact trace for them.
 EXACT_TRACE_MAX_DIM = 64
-_SCORE_CHUNK = 4096  # rows per solve on a GPU
+# Rows per solve on a GPU. A solve is about 1,500 small kernels whatever its rows, so a GPU
+# needs tens of thousands of rows per chunk to be busy (the working buffers take about
+# 5 KB a row: 160 MB); benchmarks/gpu_check.py measures the rates at 4,096 to 131,072.
+_SCORE_CHUNK = 32768
 # fitted flow -> (key, its copy in another dtype): a cache kept off the estimators, whose
 # non-fit methods must leave their __dict__ as it was (scikit-learn's rule); an entry goes
 # with its flow
@@ -911,6 +914,16 @@ class BaseFlowEstimator(BaseEstimator):
                 stacklevel=user_stacklevel(),
             )
             state["device_"] = device = "cpu"
+        elif device is not None and device.startswith("cuda"):
+            index = torch.device(device).index or 0
+            if index >= torch.cuda.device_count():  # fitted on a GPU this machine lacks
+                warnings.warn(
+                    f"this model was fitted on {device}, which this machine does not have "
+                    f"({torch.cuda.device_count()} CUDA device(s)); it now runs on cuda:0",
+                    RuntimeWarning,
+                    stacklevel=user_stacklevel(),
+                )
+                state["device_"] = device = "cuda:0"
         if device is not None and isinstance(state.get("flow_"), Flow):
             state["flow_"] = state["flow_"].to(device)
         # parameters added after the first models were saved: their behaviour then

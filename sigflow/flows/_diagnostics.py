@@ -59,7 +59,9 @@ def sliced_wasserstein_to_normal(z, *, n_projections=128, generator=None):
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     n, dim = z.shape
-    theta = torch.randn(n_projections, dim, generator=generator, dtype=torch.float64)
+    # drawn where the generator lives (a CUDA generator draws CUDA tensors), used on the CPU
+    theta = torch.randn(n_projections, dim, generator=generator, dtype=torch.float64,
+                        device=generator.device).cpu()
     theta = theta / theta.norm(dim=1, keepdim=True)
     z = z.detach().to(device="cpu", dtype=torch.float64)
     levels = (torch.arange(n, dtype=torch.float64) + 0.5) / n

@@ -160,7 +160,8 @@ def workspace_scalar(ws, value, like):
     key = ("scalar", value, like.dtype, like.device)
     out = ws.get(key)
     if out is None:
-        out = ws[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+        # torch.full, not torch.tensor: no blocking copy from the host on a GPU
+        out = ws[key] = torch.full((), value, dtype=like.dtype, device=like.device)
     return out
 
 
