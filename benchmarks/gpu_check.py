@@ -6,6 +6,9 @@ Run on a machine with a CUDA GPU::
     python benchmarks/gpu_check.py            # about 5 minutes: three default CPU fits of
                                               # 40-70 s each, three CUDA fits, scoring
 
+``sigflow`` must be importable: installed (``pip install -e .``), or run as
+``PYTHONPATH=$PWD python benchmarks/gpu_check.py`` from the repository root.
+
 What it checks (a failed check is reported and the run goes on, so that one run gives every
 figure; the exit status is 1 when any check failed):
 
@@ -15,7 +18,8 @@ figure; the exit status is 1 when any check failed):
    (``CUDA_VISIBLE_DEVICES=""``, as on a CPU-only machine) as a CPU model, with a
    ``RuntimeWarning`` that says so, and scores the same there as on the GPU.
 3. A CUDA fit reaches about the same held-out log-likelihood as a CPU fit (different
-   random streams, same quality: within 0.1 nats per row, 0.3 with ``--quick``).
+   random streams, same quality: within 0.1 nats per row, 1.0 with ``--quick``, whose tiny
+   fits differ by up to 0.7 nats between seeds at d = 32).
 4. Scores in float32 on CUDA agree with float64 (relative 1e-4), and after the model is
    moved back to the CPU its float32 scores are the CPU's (no stale converted copy).
 5. At d = 2, a second CUDA fit with the same ``random_state`` gives identical scores (the
@@ -50,8 +54,10 @@ from sigflow.estimators import _base
 
 
 def _mixture(n, d, seed):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=3.0, size=(4, d))
+    """``n`` rows of one four-component mixture in ``d`` dimensions (the same centres for
+    every ``seed``, so that rows of another seed are held-out rows of the same data)."""
+    centres = np.random.default_rng(0).normal(scale=3.0, size=(4, d))
+    rng = np.random.default_rng(seed + 1)
     return centres[rng.integers(0, 4, n)] + rng.normal(size=(n, d))
 
 
@@ -133,7 +139,7 @@ def main(argv=None):
         f"{torch.cuda.get_device_name(0) if has_cuda else 'not available'}"
     )
     check = _Checks()
-    tolerance_ll = 0.3 if args.quick else 0.1
+    tolerance_ll = 1.0 if args.quick else 0.1
     rows = []
     for d in (2, 8, 32):
         print(f"d = {d}", flush=True)
