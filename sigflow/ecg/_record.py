@@ -301,29 +301,32 @@ def _raise_download_error(exc, pn_dir, what):
         ) from exc
 
 
+def _read_header(wfdb, record, pn_dir):
+    """``wfdb.rdheader`` of ``record``: a missing file stays a FileNotFoundError, a failed
+    download becomes a ConnectionError/PermissionError, anything else a RecordFormatError."""
+    try:
+        with _quiet_wfdb():
+            return wfdb.rdheader(record, pn_dir=pn_dir)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        shown = f"{pn_dir}/{record}" if pn_dir else record
+        _raise_download_error(exc, pn_dir, f"the header {shown}.hea")
+        raise RecordFormatError(f"could not read WFDB header {shown}.hea: {exc}") from exc
+
+
 def _channel_indices(wfdb, path, pn_dir, channels):
     """``channels`` (indices or lead names) as indices, checked against the record's header."""
     where = f"{pn_dir}/{path}" if pn_dir else path
 
-    def read_header(record):
-        try:
-            with _quiet_wfdb():
-                return wfdb.rdheader(record, pn_dir=pn_dir)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            shown = f"{pn_dir}/{record}" if pn_dir else record
-            _raise_download_error(exc, pn_dir, f"the header {shown}.hea")
-            raise RecordFormatError(f"could not read WFDB header {shown}.hea: {exc}") from exc
-
-    header = read_header(path)
+    header = _read_header(wfdb, path, pn_dir)
     segments = getattr(header, "seg_name", None)
     if segments:
         # a multi-segment header names no signals: channels are those of its layout
         # segment (a first segment of length 0), else of its (fixed-layout) segments
         first = next((seg for seg in segments if seg and seg != "~"), None)
         if first is not None:
-            header = read_header(os.path.join(os.path.dirname(path), first))
+            header = _read_header(wfdb, os.path.join(os.path.dirname(path), first), pn_dir)
     n_sig = int(header.n_sig)
     names = [str(v) for v in (getattr(header, "sig_name", None) or [])]
     return resolve_channels(channels, names, n_sig, f"record {where}")
@@ -594,12 +597,7 @@ def _range_end(sampfrom, sampto, n_total, what):
 
 def _record_length(wfdb, path, pn_dir):
     """Samples per signal of a WFDB record, from its header."""
-    try:
-        with _quiet_wfdb():
-            header = wfdb.rdheader(path, pn_dir=pn_dir)
-    except Exception as exc:
-        _raise_download_error(exc, pn_dir, f"the header {path}.hea")
-        raise RecordFormatError(f"could not read WFDB header {path}.hea: {exc}") from exc
+    header = _read_header(wfdb, path, pn_dir)
     if not header.sig_len:
         raise RecordFormatError(
             f"WFDB header {path}.hea states no length, which reading a part (sampfrom, "
