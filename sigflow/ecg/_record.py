@@ -556,18 +556,15 @@ def _load_edf(wfdb, path, pn_dir, channels, annotation, sampfrom=0, sampto=None)
             "and pass its path without pn_dir"
         )
     require_record_files(path)
-    signal, fs, leads, units = read_edf(path, channels)
-    n_total = signal.shape[0]
-    sampto = _range_end(sampfrom, sampto, n_total, f"EDF file {path}")
-    if sampfrom or sampto < n_total:
-        signal = signal[sampfrom:sampto].copy()  # not a view that keeps the whole file's
+    signal, fs, leads, units = read_edf(path, channels)  # the whole file: no partial reads
     ann_samples, ann_symbols = _read_annotations(
-        wfdb, path, None, annotation, fs, n_total, sampfrom, signal.shape[0]
+        wfdb, path, None, annotation, fs, signal.shape[0]
     )
-    return ECGRecord(
+    record = ECGRecord(
         name=record_name(path), signal=signal, fs=fs, leads=leads, units=units,
-        ann_samples=ann_samples, ann_symbols=ann_symbols, path=path, start=sampfrom,
+        ann_samples=ann_samples, ann_symbols=ann_symbols, path=path,
     )
+    return record if not sampfrom and sampto is None else record.part(sampfrom, sampto)
 
 
 def _check_range(sampfrom, sampto):
