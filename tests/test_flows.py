@@ -1167,3 +1167,36 @@ def test_flow_sample_follows_its_generator():
     torch.randn(3)  # the global generator moves on
     b = flow.sample(5, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- the core used directly
+
+
+def test_solvers_refuse_a_bare_tensor_and_a_mismatched_derivative():
+    """A bare tensor was iterated row by row: only its first row was integrated, silently."""
+    y0 = torch.ones(3, 2, dtype=torch.float64)
+    for solve in (
+        lambda s, f: integrate_fixed(f, s, 0.0, 1.0, 4),
+        lambda s, f: integrate_fixed_with_error(f, s, 0.0, 1.0, 4),
+        lambda s, f: integrate_adaptive(f, s, 0.0, 1.0),
+    ):
+        with pytest.raises(TypeError, match="tuple of tensors.*wrap a single tensor"):
+            solve(y0, lambda t, s: (-s[0],))
+        with pytest.raises(TypeError, match="func must return a tuple of 1 tensors"):
+            solve((y0,), lambda t, s: -s[0])
+        with pytest.raises(TypeError, match="func must return a tuple of 2 tensors.*got 1"):
+            solve((y0, torch.zeros(3, dtype=torch.float64)), lambda t, s: (-s[0],))
+    # the well-formed call still integrates every row
+    (y,), _ = integrate_fixed(lambda t, s: (-s[0],), (y0,), 0.0, 1.0, 64)
+    assert torch.allclose(y, torch.full((3, 2), math.exp(-1.0), dtype=torch.float64), atol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-6, float("nan"), float("inf"), True, "1e-6"])
+def test_adaptive_solver_refuses_bad_tolerances(bad):
+    y0 = (torch.ones(2, 1, dtype=torch.float64),)
+    with pytest.raises(ValueError, match="rtol must be a positive finite number"):
+        integrate_adaptive(lambda t, s: (s[0],), y0, 0.0, 1.0, rtol=bad)
+    with pytest.raises(ValueError, match="atol must be a positive finite number"):
+        integrate_adaptive(lambda t, s: (s[0],), y0, 0.0, 1.0, atol=bad)
+
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -49,6 +50,34 @@ def evaluations_per_step(method):
         raise ValueError(
             f"ode_solver must be one of {FIXED_STEP_SOLVERS}, got {method!r}"
         ) from None
+
+
+def _as_state(state, what="state"):
+    """``state`` as a tuple of tensors, or a TypeError.
+
+    A bare tensor is refused: iterating over it would take its rows for the components of
+    the state, and the solvers would integrate the first row alone without a word.
+    """
+    if isinstance(state, torch.Tensor) or not isinstance(state, (tuple, list)):
+        raise TypeError(
+            f"{what} must be a tuple of tensors, got a {type(state).__name__}; wrap a single "
+            "tensor as (x,) and return (dx,) from func"
+        )
+    if not state or not all(isinstance(s, torch.Tensor) for s in state):
+        raise TypeError(f"{what} must be a non-empty tuple of tensors")
+    return tuple(state)
+
+
+def _checked_derivative(k, state):
+    """``func``'s first result, checked to match ``state`` component for component."""
+    if isinstance(k, torch.Tensor) or not isinstance(k, (tuple, list)) or len(k) != len(state):
+        got = (f"a {type(k).__name__}" if not isinstance(k, (tuple, list))
+               else f"{len(k)} components")
+        raise TypeError(
+            f"func must return a tuple of {len(state)} tensors (one per component of the "
+            f"state), got {got}"
+        )
+    return k
 
 
 def _axpy(state, k, h, n_dynamic):
@@ -99,9 +128,25 @@ def integrate_fixed(func, state, t0, t1, n_steps, method="rk4", *, n_dynamic=Non
     (2.71828, 40)
     """
     n_evals, n_steps, h = _steps(method, n_steps, t0, t1)
+    state = _as_state(state)
+    func = _checked_once(func, state)
     for i in range(n_steps):
         state, _ = _step(func, state, t0 + i * h, h, method, n_dynamic)
     return state, n_steps * n_evals
+
+
+def _checked_once(func, state):
+    """``func`` whose first result is checked against ``state``; later calls go straight
+    through (a check per evaluation would cost a Python call in the solvers' inner loop)."""
+    checked = []
+
+    def first(t, s):
+        if checked:
+            return func(t, s)
+        checked.append(True)
+        return _checked_derivative(func(t, s), state)
+
+    return first
 
 
 def check_n_steps(n_steps):
@@ -192,7 +237,8 @@ def integrate_fixed_into(func, x, t0, t1, n_steps, method="rk4", *, logdet=False
         Also integrate the divergence that ``func`` writes into ``div``.
     workspace : dict, optional
         Buffers of the stages, kept between calls (made anew when missing or when their
-        shape, dtype or device no longer fits); a fresh dict when ``None``.
+        shape, dtype or device no longer fits); a fresh dict when ``None``. One per
+        thread: solves running at the same time would overwrite each other's stages.
 
     Returns
     -------
@@ -336,6 +382,8 @@ def integrate_fixed_with_error(
     (0.333333, 8, True)
     """
     n_evals, n_steps, h = _steps(method, n_steps, t0, t1)
+    state = _as_state(state)
+    func = _checked_once(func, state)
     error = torch.zeros_like(state[index])
     for i in range(n_steps):
         state, stages = _step(func, state, t0 + i * h, h, method, n_dynamic)
@@ -391,7 +439,11 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     """
     from torchdiffeq import odeint
 
-    state = tuple(state)
+    state = _as_state(state)
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+                and math.isfinite(tol) and tol > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {tol!r}")
     if t0 == t1 or state[0].shape[0] == 0:
         return state, 0
     n = state[0].shape[0]
@@ -417,7 +469,8 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
 
     def wrapped(t, s):
         counter[0] += 1
-        return func(float(t.detach()), s)
+        k = func(float(t.detach()), s)
+        return _checked_derivative(k, state) if counter[0] == 1 else k
 
     ref = state[0]
     times = torch.tensor([t0, t1], dtype=ref.dtype, device=ref.device)
