@@ -1200,3 +1200,98 @@ def test_adaptive_solver_refuses_bad_tolerances(bad):
         integrate_adaptive(lambda t, s: (s[0],), y0, 0.0, 1.0, atol=bad)
 
 
+def test_divergence_of_fields_that_do_not_depend_on_x_is_zero():
+    """A translation or a purely time-dependent field has divergence 0 (it was an autograd
+    error), also inside a flow, whose log-density is then the shifted normal's."""
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    probes = rademacher_probes(2, 3, dtype=torch.float64)
+    for field in (lambda x, t: torch.ones_like(x) * t,
+                  lambda x, t: torch.ones(x.shape, dtype=x.dtype)):
+        assert torch.equal(exact_divergence(field, x, 0.5)[1], torch.zeros(4, dtype=x.dtype))
+        assert torch.equal(hutchinson_divergence(field, x, 0.5, probes)[1],
+                           torch.zeros(4, dtype=x.dtype))
+    # one component independent of x: the other's derivative only
+    v, div = exact_divergence(lambda x, t: torch.stack([x[:, 0] ** 2, x[:, 0]], 1),
+                              x[:, :2], 0.0)
+    assert torch.allclose(div, 2 * x[:, 0])
+
+    class Shift(torch.nn.Module):
+        dim = 3
+
+        def __init__(self):
+            super().__init__()
+            self.b = torch.nn.Parameter(torch.tensor([1.0, 0.0, -0.5], dtype=torch.float64))
+
+        def forward(self, x, t):
+            return self.b.expand_as(x)
+
+    flow = Flow([FlowBlock(Shift())], n_steps=2)
+    lp = flow.log_prob(x)
+    expected = scipy.stats.multivariate_normal(-np.array([1.0, 0.0, -0.5])).logpdf(x.numpy())
+    np.testing.assert_allclose(lp.detach().numpy(), expected, rtol=1e-12)
+    lp.sum().backward()  # differentiable in the shift
+    assert flow.blocks[0].velocity.b.grad is not None
+
+
+def test_divergences_refuse_a_field_of_the_wrong_shape():
+    x = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"field\(x, t\) must return a tensor shaped like x"):
+        exact_divergence(lambda x, t: x[:, :2], x, 0.0)
+
+
+@pytest.mark.parametrize(
+    "probes",
+    ["abc", torch.ones(3), torch.ones(2, 5), torch.ones(0, 3), torch.ones(2, 3, dtype=torch.int64)],
+    ids=["str", "1-D", "wrong-width", "no-probes", "integer"],
+)
+def test_bad_probes_are_refused_up_front(probes):
+    x = torch.randn(4, 3)
+    flow = Flow([FlowBlock(VelocityMLP(3, (8,)))])
+    with pytest.raises(ValueError, match="probes must be a floating-point tensor of shape"):
+        hutchinson_divergence(lambda x, t: x, x, 0.0, probes)
+    with pytest.raises(ValueError, match="probes must be a floating-point tensor of shape"):
+        flow.log_prob(x, probes=probes)
+    # wrong width passes validate() (no dimension there) but not train_flow
+    if isinstance(probes, torch.Tensor) and probes.shape == (2, 5):
+        config = TrainingConfig(n_blocks=1, hidden_layer_sizes=(4,), max_iter=1, probes=probes)
+        config.validate()
+        with pytest.raises(ValueError, match=r"shape \(n_probes, 3\)"):
+            train_flow(x, config, torch.Generator().manual_seed(0))
+    else:
+        with pytest.raises(ValueError, match="probes must be"):
+            TrainingConfig(probes=probes).validate()
+
+
+def test_train_flow_refuses_low_precision_and_wrong_argument_types():
+    g = torch.Generator().manual_seed(0)
+    config = TrainingConfig(n_blocks=1, hidden_layer_sizes=(4,), max_iter=1)
+    X = torch.randn(32, 2, generator=g)
+    for dtype in (torch.float16, torch.bfloat16):
+        with pytest.raises(ValueError, match=f"float32 or float64 for training, got {dtype}"):
+            train_flow(X.to(dtype), config, g)
+    with pytest.raises(TypeError, match=r"config must be a TrainingConfig, got a dict.*\*\*"):
+        train_flow(X, {"n_blocks": 1}, g)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator.*manual_seed"):
+        train_flow(X, config, 0)
+
+
+def test_flow_refuses_integer_rows():
+    flow = Flow([FlowBlock(VelocityMLP(2, (4,)))])
+    with pytest.raises(ValueError, match="x must be a floating-point tensor, got torch.int64"):
+        flow.log_prob(torch.zeros(3, 2, dtype=torch.int64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"dim": 0}, "dim must be a positive integer"),
+     ({"dim": 2.5}, "dim must be a positive integer"),
+     ({"dim": 2, "hidden": (8, 0)}, "hidden must be a non-empty tuple of positive"),
+     ({"dim": 2, "hidden": ()}, "hidden must be a non-empty tuple of positive"),
+     ({"dim": 2, "hidden": 8}, "hidden must be a non-empty tuple of positive"),
+     ({"dim": 2, "n_frequencies": -1}, "n_frequencies must be a non-negative integer")],
+)
+def test_velocity_network_refuses_bad_sizes(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        VelocityMLP(**kwargs)
+
+

@@ -17,6 +17,25 @@ def _need_autograd(what):
         )
 
 
+def _grad(out, x, create_graph, grad_outputs=None):
+    """``d out / d x``, zeros where ``out`` does not depend on ``x`` (a translation, a
+    purely time-dependent field): its divergence is 0, not an autograd error."""
+    if not out.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(
+        out, x, grad_outputs=grad_outputs, create_graph=create_graph, retain_graph=True,
+        allow_unused=True, materialize_grads=True,
+    )
+    return g
+
+
+def _check_field_output(v, x):
+    if not isinstance(v, torch.Tensor) or v.shape != x.shape:
+        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"field(x, t) must return a tensor shaped like x {tuple(x.shape)}, "
+                         f"got {got}")
+
+
 def exact_divergence(field, x, t, *, create_graph=False):
     """Exact divergence ``tr(df/dx)`` by ``d`` vector-Jacobian products.
 
@@ -51,12 +70,10 @@ def exact_divergence(field, x, t, *, create_graph=False):
     with torch.enable_grad():
         x = x if x.requires_grad else x.detach().requires_grad_(True)
         v = field(x, t)
+        _check_field_output(v, x)
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for i in range(x.shape[1]):
-            (g,) = torch.autograd.grad(
-                v[:, i].sum(), x, create_graph=create_graph, retain_graph=True
-            )
-            div = div + g[:, i]
+            div = div + _grad(v[:, i].sum(), x, create_graph)[:, i]
     return v, div
 
 
@@ -123,17 +140,31 @@ def hutchinson_divergence(field, x, t, probes, *, create_graph=False):
     tensor([3., 3.])
     """
     _need_autograd("the Hutchinson divergence")
+    check_probes(probes, x.shape[1])
     with torch.enable_grad():
         x = x if x.requires_grad else x.detach().requires_grad_(True)
         v = field(x, t)
+        _check_field_output(v, x)
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for e in probes.to(dtype=x.dtype, device=x.device):
-            (g,) = torch.autograd.grad(
-                v @ e,
-                x,
-                grad_outputs=torch.ones_like(div),
-                create_graph=create_graph,
-                retain_graph=True,
-            )
-            div = div + g @ e
+            div = div + _grad(v @ e, x, create_graph, torch.ones_like(div)) @ e
     return v, div / probes.shape[0]
+
+
+def check_probes(probes, dim=None):
+    """A ValueError unless ``probes`` is a 2-D floating tensor of ``dim`` columns, with rows."""
+    if (
+        not isinstance(probes, torch.Tensor)
+        or probes.dim() != 2
+        or not probes.is_floating_point()
+        or probes.shape[0] < 1
+        or (dim is not None and probes.shape[1] != dim)
+    ):
+        got = (f"a {probes.dim()}-D {probes.dtype} tensor of shape {tuple(probes.shape)}"
+               if isinstance(probes, torch.Tensor) else f"a {type(probes).__name__}")
+        width = "dim" if dim is None else str(dim)
+        raise ValueError(
+            f"probes must be a floating-point tensor of shape (n_probes, {width}) with "
+            f"n_probes >= 1 (e.g. rademacher_probes(n_probes, {width})), got {got}"
+        )
+    return probes

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._divergence import exact_divergence, hutchinson_divergence
+from ._divergence import check_probes, exact_divergence, hutchinson_divergence
 from ._ode import (
     FIXED_STEP_SOLVERS,
     check_n_steps,
@@ -228,9 +228,13 @@ class Flow(nn.Module):
         """Push data to latent space. Returns ``(z, logdet or None)``.
 
         ``workspace``: a dict for the buffers of inference without autograd (see
-        :meth:`FlowBlock.push`), to reuse across calls on batches of one size.
+        :meth:`FlowBlock.push`), to reuse across calls on batches of one size. Calls that
+        may run at the same time (threads) need a workspace each: they would write into
+        each other's buffers. Without one, every call makes its own.
         """
         self._check_rows(x, "x")
+        if probes is not None:
+            check_probes(probes, x.shape[1])
         total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device) if logdet else None
         nfe = 0
         workspace = {} if workspace is None else workspace
@@ -290,6 +294,8 @@ class Flow(nn.Module):
                 f"{name} must be a 2-D tensor of shape (batch, dim), got "
                 + (f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__)
             )
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
         ref = next(self.parameters(), None)
         if ref is not None and x.dtype != ref.dtype:
             raise ValueError(

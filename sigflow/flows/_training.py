@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .._warnings import user_stacklevel
-from ._divergence import rademacher_probes
+from ._divergence import check_probes, rademacher_probes
 from ._flow import Flow, FlowBlock, standard_normal_log_prob
 from ._ode import evaluations_per_step
 from ._velocity import VelocityMLP
@@ -282,6 +282,8 @@ class TrainingConfig:
             if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                     and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.probes is not None:
+            check_probes(self.probes)
         verbose = self.verbose
         if not isinstance(verbose, numbers.Integral) or verbose < 0:  # bool is allowed here
             raise ValueError(f"verbose must be a non-negative integer or bool, got {verbose!r}")
@@ -507,6 +509,16 @@ def train_flow(X, config, generator):
     >>> len(result.flow.blocks), len(result.block_stats)
     (2, 2)
     """
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(
+            f"config must be a TrainingConfig, got a {type(config).__name__} "
+            "(for a dict of settings: TrainingConfig(**settings))"
+        )
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator on X's device, got a {type(generator).__name__} "
+            "(for a seed s: torch.Generator(device=X.device).manual_seed(s))"
+        )
     config.validate()
     if not isinstance(X, torch.Tensor) or X.dim() != 2 or not X.is_floating_point():
         raise ValueError(
@@ -514,8 +526,17 @@ def train_flow(X, config, generator):
             + (f"a {X.dim()}-D {X.dtype} tensor" if isinstance(X, torch.Tensor)
                else type(X).__name__)
         )
+    if X.dtype not in (torch.float32, torch.float64):
+        # float16/bfloat16 lose the loss to rounding within a few steps, which would then
+        # be reported as a non-finite loss with advice about the learning rate
+        raise ValueError(
+            f"X must be float32 or float64 for training, got {X.dtype}; train in float32 "
+            "and convert the trained flow (flow.to(dtype)) for lower-precision inference"
+        )
     if X.shape[0] < 2 or X.shape[1] < 1:
         raise ValueError(f"X needs at least 2 rows and 1 column, got shape {tuple(X.shape)}")
+    if config.probes is not None:
+        check_probes(config.probes, X.shape[1])
     if not bool(torch.isfinite(X).all()):
         raise ValueError("X holds NaN or infinite values")
     X = X.detach()  # the data are constants here: a graph on X would be backpropagated

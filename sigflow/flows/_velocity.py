@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -171,8 +172,22 @@ class VelocityMLP(nn.Module):
 
     def __init__(self, dim, hidden=(64, 64), activation="silu", n_frequencies=4, generator=None):
         super().__init__()
-        if len(hidden) < 1:
-            raise ValueError("hidden must hold at least one layer width")
+
+        def positive_int(v):
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+
+        if not positive_int(dim):
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if (not isinstance(hidden, (tuple, list)) or len(hidden) < 1
+                or not all(positive_int(h) for h in hidden)):
+            raise ValueError(
+                f"hidden must be a non-empty tuple of positive layer widths, got {hidden!r}"
+            )
+        if not (isinstance(n_frequencies, numbers.Integral) and not isinstance(n_frequencies, bool)
+                and n_frequencies >= 0):
+            raise ValueError(
+                f"n_frequencies must be a non-negative integer, got {n_frequencies!r}"
+            )
         self.dim = int(dim)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
