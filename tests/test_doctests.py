@@ -67,6 +67,7 @@ def _readme_block(heading):
 @pytest.mark.parametrize("heading", [
     "Preprocessing (numba, no torch)",
     "ECG: from WFDB records to flagged heartbeats",
+    "The torch core (`sigflow.flows`)",
 ])
 def test_readme_examples_run(heading, tmp_path, monkeypatch):
     # the README's own code must run as written (the density and anomaly sections fit
