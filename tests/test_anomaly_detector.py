@@ -226,9 +226,19 @@ def test_auto_threshold_warns_when_too_few_rows_calibrate_it():
 
     tiny = {**QUICK, "n_blocks": 2, "hidden_layer_sizes": (8, 8), "max_iter": 20}
     # 300 rows hold out 60 for calibration: too few for the 1 % guarantee
-    with pytest.warns(CalibrationWarning, match="calibrated on only 60 held-out rows"):
-        FlowAnomalyDetector(**tiny).fit(_normal(300, 4))
+    X = _normal(300, 4)
+    with pytest.warns(CalibrationWarning, match="calibrated on only 60 held-out rows") as rec:
+        det = FlowAnomalyDetector(**tiny).fit(X)
     assert issubclass(CalibrationWarning, UserWarning)
+    # it names the threshold and its neighbours, so that one far row setting it shows, and
+    # the floor of the p-values, under any cut at 1 %
+    message = str(rec[0].message)
+    cal = det.calibration_scores_
+    assert det.offset_ == cal[0]
+    for value in (cal[0], cal[1], np.median(cal)):
+        assert f"{value:.4g}" in message
+    assert "score_pvalues cannot fall below 1 / 61 = 0.0164" in message
+    assert det.score_pvalues(X).min() == pytest.approx(1 / 61)
     # it names the user's line, also through scikit-learn's Pipeline and cross-validation
     with pytest.warns(CalibrationWarning) as rec:
         make_pipeline(StandardScaler(), FlowAnomalyDetector(**tiny)).fit(_normal(300, 4))

@@ -47,6 +47,18 @@ class CalibrationWarning(UserWarning):
     """
 
 
+def _fmt(score):
+    return f"{score:.4g}"
+
+
+def _neighbours(cal):
+    """`` (the next lowest ..., the median ...)`` for the calibration warning, so that a
+    threshold set by one row far below the others shows as such."""
+    if len(cal) < 2:
+        return ""
+    return f" (the next lowest {_fmt(cal[1])}, the median {_fmt(float(np.median(cal)))})"
+
+
 class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
     __doc__ = f"""Anomaly detection by the log-likelihood of a continuous normalizing flow.
 
@@ -360,9 +372,12 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
                 f"contamination='auto' is calibrated on only {len(cal)} held-out rows; its "
                 f"guarantee of at most {100 * alpha:g} % false alarms needs at least "
                 f"{math.ceil(1 / alpha) - 1}, so the threshold is the lowest of their scores, "
-                f"which flags about 1 / {len(cal) + 1} = {100 / (len(cal) + 1):.1f} % of new "
-                "normal data on average; fit on more rows, raise calibration_fraction, or "
-                "set contamination",
+                f"{_fmt(cal[0])}{_neighbours(cal)}, which flags about 1 / {len(cal) + 1} = "
+                f"{100 / (len(cal) + 1):.1f} % of new normal data on average (a single unusual "
+                "held-out row lowers it alone); score_pvalues cannot fall below "
+                f"1 / {len(cal) + 1} = {1 / (len(cal) + 1):.3g} either, so a cut such as "
+                f"p <= {alpha:g} flags nothing. Fit on more rows, raise calibration_fraction, "
+                "or set contamination",
                 CalibrationWarning,
                 stacklevel=user_stacklevel(),
             )
