@@ -42,6 +42,9 @@ BANDS = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
         NotchFilter(fs=250.0),  # the default 50 Hz notch needs fs > 100
     ]
 )
+# scikit-learn's check data are windows of a few samples, whose coarse bins leave the EEG
+# bands empty: the warning about it is right there and not what these checks are about
+@pytest.mark.filterwarnings("ignore:bands .* hold no bin:UserWarning")
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
@@ -456,3 +459,34 @@ def test_spectral_features_segment_length_is_per_channel():
     assert SpectralFeatures(fs=250.0, n_channels=2).fit(rows).nperseg_ == 100  # not 200
     with pytest.raises(ValueError, match=r"nperseg must be in \[1, 100\]"):
         SpectralFeatures(fs=250.0, n_channels=2, nperseg=150).fit(rows)
+
+
+def test_bands_without_a_bin_are_warned_about_in_fit():
+    # 1,000 Hz in windows of 256 samples: bins 3.9 Hz apart, so (8.5, 11.5) holds none and
+    # its power would be 0 for every window without a word
+    X = np.random.default_rng(0).normal(size=(4, 256))
+    bands = ((0.5, 4.0), (8.5, 11.5), (12.0, 30.0))
+    with pytest.warns(UserWarning, match=r"bands \[\(8\.5, 11\.5\)\] hold no bin.*"
+                      r"3\.906 Hz apart \(nperseg=256 at fs=1000\)") as rec:
+        sf = SpectralFeatures(fs=1000.0, bands=bands).fit(X)
+    assert len(rec) == 1 and rec[0].filename == __file__
+    assert np.all(sf.transform(X)[:, 1] == 0.0)  # what the warning says
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # enough bins (nperseg = 2 fs), or no band feature asked for: no warning
+        SpectralFeatures(fs=100.0, bands=bands, nperseg=200).fit(
+            np.random.default_rng(0).normal(size=(4, 200)))
+        SpectralFeatures(fs=1000.0, bands=bands, features=("spectral_centroid",)).fit(X)
+
+
+def test_default_bands_above_nyquist_say_how_to_go_on():
+    X = np.random.default_rng(0).normal(size=(4, 64))
+    with pytest.raises(ValueError, match=r"hi <= fs / 2 = 32.*\(30.0, 45.0\).*default bands "
+                       r"are EEG's.*pass bands="):
+        SpectralFeatures(fs=64.0).fit(X)
+    with pytest.raises(ValueError, match=r"hi <= fs / 2 = 32") as err:
+        SpectralFeatures(fs=64.0, bands=((1.0, 40.0),)).fit(X)
+    assert "default bands" not in str(err.value)
+    SpectralFeatures(fs=64.0, features=("spectral_centroid",)).fit(X)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from .._warnings import user_stacklevel
 from ._validation import (
     _channel_feature_names,
     _check_n_channels,
@@ -84,7 +86,11 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         column per band).
     nperseg : int, optional
         Welch segment length; default ``min(256, width)``, where ``width`` is one channel's
-        window (``n_features_in_ // n_channels``), which it must not exceed.
+        window (``n_features_in_ // n_channels``), which it must not exceed. The bins lie
+        ``fs / nperseg`` apart whatever the rate (3.9 Hz at 1,000 Hz with 256), and the
+        frequency features (dominant frequency, spectral edges) fall on them: for a finer
+        grid pass a larger ``nperseg`` (``2 * fs`` for 0.5 Hz) with windows at least as
+        long. :meth:`fit` warns about bands that hold no bin (their power is always 0).
     noverlap : int, optional
         Welch overlap; default ``nperseg // 2``.
     window : str, tuple or array_like, default="hann"
@@ -163,9 +169,12 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
                                  f"got {nperseg}")
         else:
             raise ValueError(f"nperseg must be None or an integer, got {self.nperseg!r}")
-        self._checked_bands(fs, self._check_features())
+        features = self._check_features()
+        bands = self._checked_bands(fs, features)
         self.nperseg_ = nperseg
         self.freqs_ = np.fft.rfftfreq(nperseg, d=1.0 / fs)
+        if _BAND_FEATURES.intersection(features):
+            _warn_empty_bands(bands, self.freqs_, fs, nperseg)
         # Run once on one window so that bad window/detrend/noverlap values fail in fit.
         self._psd(X[:1, :width])
         return self
@@ -267,13 +276,31 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         nyquist = fs / 2.0 if _BAND_FEATURES.intersection(features) else np.inf
         bad = ~((bands[:, 0] >= 0) & (bands[:, 0] < bands[:, 1]) & (bands[:, 1] <= nyquist))
         if bad.any():
+            default = (" (the default bands are EEG's delta to gamma, up to 45 Hz: pass "
+                       "bands= for this rate, or features= without the band powers)"
+                       if np.array_equal(bands, np.asarray(_DEFAULT_BANDS)) else "")
             raise ValueError(f"each band needs 0 <= lo < hi <= fs / 2 = {fs / 2.0:g}; "
-                             f"got {[tuple(b) for b in bands[bad].tolist()]}")
+                             f"got {[tuple(b) for b in bands[bad].tolist()]}{default}")
         names = [_band_name(lo, hi) for lo, hi in bands]
         if len(set(names)) < len(names):  # exact repeats, or bands within 12 digits
             raise ValueError(f"bands must not repeat (to 12 significant digits, which name "
                              f"their columns), got {self.bands!r}")
         return bands
+
+
+def _warn_empty_bands(bands, freqs, fs, nperseg):
+    """A warning for bands that hold no bin of the spectrum: their power would be 0 for
+    every window, a column that looks like a measurement and is none."""
+    empty = [(float(lo), float(hi)) for lo, hi in bands
+             if not np.any((freqs >= lo) & (freqs < hi))]
+    if empty:
+        warnings.warn(
+            f"bands {empty} hold no bin of the spectrum, whose bins lie fs / nperseg = "
+            f"{fs / nperseg:.4g} Hz apart (nperseg={nperseg} at fs={fs:g}): their band powers "
+            "are 0 for every window. Use longer windows and a larger nperseg, or wider bands",
+            UserWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _band_name(lo, hi):
