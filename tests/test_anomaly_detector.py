@@ -319,10 +319,14 @@ def test_few_calibration_rows_put_the_threshold_at_their_lowest_score():
     cal_row = np.random.RandomState(0).permutation(300)[0]  # the fit's own split
     X[cal_row] = [1e3, 0.0, 1.0]
     params = {**QUICK, "max_iter": 20, "smoothing": None, "n_score_draws": 1}
-    with pytest.warns(UserWarning, match=r"lowest of their scores, which flags about 1 / 61"):
+    with pytest.warns(UserWarning, match=r"lowest of their scores, \S+ \(the next lowest \S+, "
+                      r"the median \S+\), which flags about 1 / 61") as rec:
         det = FlowAnomalyDetector(**{**params, "random_state": 0}).fit(X)
     cal = det.calibration_scores_
     assert len(cal) == 60 and det.offset_ == cal[0]
+    # the far row shows in the warning: its score, far under the next lowest
+    assert f"scores, {cal[0]:.4g} (the next lowest {cal[1]:.4g}," in str(rec[0].message)
+    assert cal[0] < cal[1] - 100 * (np.median(cal) - cal[1])
     clean = _normal(300, 2)
     clean[cal_row] = clean[(cal_row + 1) % 300]
     with pytest.warns(UserWarning, match="1 / 61"):
