@@ -8,7 +8,12 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sigflow.preprocessing import WINDOW_FEATURES, sliding_windows, window_features
+from sigflow.preprocessing import (
+    WINDOW_FEATURES,
+    sliding_windows,
+    window_features,
+    window_times,
+)
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -212,3 +217,45 @@ def test_window_errors_for_sliding_windows_and_complex():
         sliding_windows(np.arange(5), 2, 0)
     with pytest.raises(ValueError, match="real-valued"):
         window_features(np.ones(10, dtype=complex), 2, 1)
+
+
+@SETTINGS
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 50),
+       st.sampled_from([1.0, 250.0, 360.0, 0.5]))
+def test_window_times_are_the_times_of_the_windows_rows(n, width, step, fs):
+    # a signal of its own sample times, cut by sliding_windows: each window holds the times
+    # window_times gives for its start, middle and end
+    if width > n:
+        with pytest.raises(ValueError, match="longer than the signal"):
+            window_times(n, width, step, fs)
+        return
+    W = sliding_windows(np.arange(n) / fs, width, step)
+    np.testing.assert_allclose(window_times(n, width, step, fs), W[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(window_times(n, width, step, fs, "end"), W[:, -1], rtol=1e-12)
+    np.testing.assert_allclose(window_times(n, width, step, fs, where="center"), W.mean(axis=1),
+                               rtol=1e-12, atol=1e-12)
+    assert len(window_features(np.zeros(n), width, step, ("mean",))) == len(W)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"n_samples": 0}, "n_samples must be >= 1"),
+    ({"width": 2.5}, "width must be an integer"),
+    ({"step": 0}, "step must be >= 1"),
+    ({"fs": 0.0}, "fs must be a positive finite number"),
+    ({"fs": float("nan")}, "fs must be a positive finite number"),
+    ({"fs": True}, "fs must be a positive finite number"),
+    ({"where": "middle"}, "where must be one of"),
+])
+def test_window_times_errors(kwargs, match):
+    args = {"n_samples": 100, "width": 10, "step": 5, "fs": 10.0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        window_times(**args)
+
+
+def test_channels_first_windows_side_by_side():
+    # the README's recipe for (n_channels, n_samples) input keeps each row one time span
+    X = np.arange(2 * 1000).reshape(2, 1000)
+    rows = sliding_windows(X, 100, 50, axis=1).swapaxes(0, 1).reshape(19, -1)
+    start = window_times(1000, 100, 50).astype(int)
+    np.testing.assert_array_equal(rows[:, 0], start)
+    np.testing.assert_array_equal(rows[:, 100], 1000 + start)

@@ -7,6 +7,8 @@ Functions
 ---------
 sliding_windows
     Windows of a signal as a zero-copy view.
+window_times
+    The time of each of those windows (start, centre or end).
 window_features
     Per-window statistics in one parallel pass.
 welch_psd
@@ -50,7 +52,7 @@ from ._filters import (
 from ._spectral import SPECTRAL_FEATURES, SpectralFeatures
 from ._welch import welch_psd
 from ._window_features import WINDOW_FEATURES, WindowFeatures, window_features
-from ._windows import sliding_windows
+from ._windows import sliding_windows, window_times
 
 __all__ = [
     "SPECTRAL_FEATURES",
@@ -66,4 +68,5 @@ __all__ = [
     "sliding_windows",
     "welch_psd",
     "window_features",
+    "window_times",
 ]
