@@ -1182,22 +1182,35 @@ def test_solvers_refuse_a_bare_tensor_and_a_mismatched_derivative():
     ):
         with pytest.raises(TypeError, match="tuple of tensors.*wrap a single tensor"):
             solve(y0, lambda t, s: (-s[0],))
-        with pytest.raises(TypeError, match="func must return a tuple of 1 tensors"):
+        with pytest.raises(TypeError, match=r"one per component of the state \(1\), got a Tensor"):
             solve((y0,), lambda t, s: -s[0])
-        with pytest.raises(TypeError, match="func must return a tuple of 2 tensors.*got 1"):
+        with pytest.raises(TypeError, match=r"one per component of the state \(2\), got 1 comp"):
             solve((y0, torch.zeros(3, dtype=torch.float64)), lambda t, s: (-s[0],))
+        # a derivative of another shape would broadcast: (3, 1) + (3,) is (3, 3)
+        with pytest.raises(TypeError, match=r"result 0 must be a tensor shaped like state "
+                                            r"component 0 \(3, 1\), got shape \(3,\)"):
+            solve((y0[:, :1],), lambda t, s: (-s[0][:, 0],))
     # the well-formed call still integrates every row
     (y,), _ = integrate_fixed(lambda t, s: (-s[0],), (y0,), 0.0, 1.0, 64)
     assert torch.allclose(y, torch.full((3, 2), math.exp(-1.0), dtype=torch.float64), atol=1e-9)
 
 
-@pytest.mark.parametrize("bad", [0.0, -1e-6, float("nan"), float("inf"), True, "1e-6"])
+@pytest.mark.parametrize("bad", [-1e-6, float("nan"), float("inf"), True, "1e-6"])
 def test_adaptive_solver_refuses_bad_tolerances(bad):
     y0 = (torch.ones(2, 1, dtype=torch.float64),)
-    with pytest.raises(ValueError, match="rtol must be a positive finite number"):
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
         integrate_adaptive(lambda t, s: (s[0],), y0, 0.0, 1.0, rtol=bad)
-    with pytest.raises(ValueError, match="atol must be a positive finite number"):
+    with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
         integrate_adaptive(lambda t, s: (s[0],), y0, 0.0, 1.0, atol=bad)
+
+
+def test_adaptive_solver_takes_a_pure_absolute_or_relative_tolerance():
+    y0 = (torch.ones(3, 2, dtype=torch.float64),)
+    for rtol, atol in ((0.0, 1e-8), (1e-8, 0.0)):
+        (y,), _ = integrate_adaptive(lambda t, s: (-s[0],), y0, 0.0, 1.0, rtol=rtol, atol=atol)
+        assert torch.allclose(y, torch.full_like(y, math.exp(-1.0)), rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="rtol and atol cannot both be 0"):
+        integrate_adaptive(lambda t, s: (-s[0],), y0, 0.0, 1.0, rtol=0.0, atol=0.0)
 
 
 def test_divergence_of_fields_that_do_not_depend_on_x_is_zero():
@@ -1275,6 +1288,16 @@ def test_train_flow_refuses_low_precision_and_wrong_argument_types():
         train_flow(X, config, 0)
 
 
+def test_train_flow_without_a_generator_follows_the_global_seed():
+    config = TrainingConfig(n_blocks=1, hidden_layer_sizes=(4,), max_iter=3)
+    X = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for seed in (5, 5, 6):
+        torch.manual_seed(seed)
+        runs.append(train_flow(X, config, None).flow.log_prob(X[:4]).detach())
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
 def test_flow_refuses_integer_rows():
     flow = Flow([FlowBlock(VelocityMLP(2, (4,)))])
     with pytest.raises(ValueError, match="x must be a floating-point tensor, got torch.int64"):
@@ -1293,6 +1316,12 @@ def test_flow_refuses_integer_rows():
 def test_velocity_network_refuses_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VelocityMLP(**kwargs)
+
+
+@pytest.mark.parametrize("hidden", [[8, 6], np.array([8, 6]), range(8, 5, -2)])
+def test_velocity_network_takes_layer_widths_as_any_sequence(hidden):
+    net = VelocityMLP(2, hidden)
+    assert net.hidden == (8, 6) and all(type(h) is int for h in net.hidden)
 
 
 @pytest.mark.parametrize("solver", ["rk4", "midpoint", "dopri5"])

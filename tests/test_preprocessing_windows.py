@@ -245,6 +245,7 @@ def test_window_times_are_the_times_of_the_windows_rows(n, width, step, fs):
     ({"fs": float("nan")}, "fs must be a positive finite number"),
     ({"fs": True}, "fs must be a positive finite number"),
     ({"where": "middle"}, "where must be one of"),
+    ({"where": ["start"]}, "where must be one of"),
 ])
 def test_window_times_errors(kwargs, match):
     args = {"n_samples": 100, "width": 10, "step": 5, "fs": 10.0, **kwargs}

@@ -374,8 +374,8 @@ class FlowAnomalyDetector(OutlierMixin, BaseFlowEstimator):
                 f"{math.ceil(1 / alpha) - 1}, so the threshold is the lowest of their scores, "
                 f"{_fmt(cal[0])}{_neighbours(cal)}, which flags about 1 / {len(cal) + 1} = "
                 f"{100 / (len(cal) + 1):.1f} % of new normal data on average (a single unusual "
-                "held-out row lowers it alone); score_pvalues cannot fall below "
-                f"1 / {len(cal) + 1} = {1 / (len(cal) + 1):.3g} either, so a cut such as "
+                "held-out row lowers it alone). Likewise score_pvalues cannot fall below "
+                f"1 / {len(cal) + 1} = {1 / (len(cal) + 1):.3g}, so a cut such as "
                 f"p <= {alpha:g} flags nothing. Fit on more rows, raise calibration_fraction, "
                 "or set contamination",
                 CalibrationWarning,

@@ -296,7 +296,9 @@ class Flow(nn.Module):
         ``log p(x) = log N(z; 0, I) - log|det dx/dz|``, the log-determinant integrated along
         the same backward solve that makes ``x``, so the density costs no second pass. It
         agrees with :meth:`log_prob` of the samples to the solver's accuracy (the fixed-step
-        solvers run backwards are not exactly the inverses of their forward solves). As
+        solvers run backwards are not exactly the inverses of their forward solves): to
+        about 1e-2 nats for a trained flow at 4 RK4 steps per block, less with more
+        ``n_steps``. As
         :meth:`sample`, under autograd the result is differentiable (reparameterised):
         wrap the call in ``torch.no_grad()`` when only the values are needed.
 

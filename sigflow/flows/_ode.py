@@ -69,14 +69,26 @@ def _as_state(state, what="state"):
 
 
 def _checked_derivative(k, state):
-    """``func``'s first result, checked to match ``state`` component for component."""
+    """``func``'s first result, checked to match ``state`` component for component.
+
+    Shapes are compared too: a derivative of another shape would broadcast against its
+    component (a ``(n,)`` derivative of an ``(n, 1)`` state gives an ``(n, n)`` result).
+    """
     if isinstance(k, torch.Tensor) or not isinstance(k, (tuple, list)) or len(k) != len(state):
         got = (f"a {type(k).__name__}" if not isinstance(k, (tuple, list))
-               else f"{len(k)} components")
+               else f"{len(k)} component{'s' if len(k) != 1 else ''}")
         raise TypeError(
-            f"func must return a tuple of {len(state)} tensors (one per component of the "
-            f"state), got {got}"
+            f"func must return a tuple of tensors, one per component of the state "
+            f"({len(state)}), got {got}"
         )
+    for i, (ki, si) in enumerate(zip(k, state)):
+        if not isinstance(ki, torch.Tensor) or ki.shape != si.shape:
+            got = (f"shape {tuple(ki.shape)}" if isinstance(ki, torch.Tensor)
+                   else f"a {type(ki).__name__}")
+            raise TypeError(
+                f"func's result {i} must be a tensor shaped like state component {i} "
+                f"{tuple(si.shape)}, got {got}"
+            )
     return k
 
 
@@ -136,8 +148,8 @@ def integrate_fixed(func, state, t0, t1, n_steps, method="rk4", *, n_dynamic=Non
 
 
 def _checked_once(func, state):
-    """``func`` whose first result is checked against ``state``; later calls go straight
-    through (a check per evaluation would cost a Python call in the solvers' inner loop)."""
+    """``func`` whose first result is checked against ``state``; later calls skip the
+    check (the wrapper itself is one Python call per evaluation, negligible beside one)."""
     checked = []
 
     def first(t, s):
@@ -147,6 +159,18 @@ def _checked_once(func, state):
         return _checked_derivative(func(t, s), state)
 
     return first
+
+
+def _check_tolerances(rtol, atol):
+    """A ValueError unless both tolerances are finite and >= 0 and not both 0 (the
+    solver's step would shrink to nothing). A pure absolute (``rtol=0``) or pure relative
+    (``atol=0``) tolerance is allowed."""
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool)
+                and math.isfinite(tol) and tol >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {tol!r}")
+    if rtol == 0 and atol == 0:
+        raise ValueError("rtol and atol cannot both be 0: no step would meet the tolerance")
 
 
 def check_n_steps(n_steps):
@@ -440,10 +464,7 @@ def integrate_adaptive(func, state, t0, t1, *, rtol=1e-6, atol=1e-6):
     from torchdiffeq import odeint
 
     state = _as_state(state)
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool)
-                and math.isfinite(tol) and tol > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {tol!r}")
+    _check_tolerances(rtol, atol)
     if t0 == t1 or state[0].shape[0] == 0:
         return state, 0
     n = state[0].shape[0]

@@ -491,8 +491,9 @@ def train_flow(X, config, generator):
     X : torch.Tensor of shape (n_samples, dim)
         Training data, already standardised.
     config : TrainingConfig
-    generator : torch.Generator
-        On ``X``'s device; the only source of randomness.
+    generator : torch.Generator or None
+        On ``X``'s device; the only source of randomness. ``None`` seeds a new one from
+        torch's global generator, so that ``torch.manual_seed`` reproduces the fit.
 
     Returns
     -------
@@ -514,9 +515,10 @@ def train_flow(X, config, generator):
             f"config must be a TrainingConfig, got a {type(config).__name__} "
             "(for a dict of settings: TrainingConfig(**settings))"
         )
-    if not isinstance(generator, torch.Generator):
+    if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
-            f"generator must be a torch.Generator on X's device, got a {type(generator).__name__} "
+            f"generator must be a torch.Generator on X's device or None, got a "
+            f"{type(generator).__name__} "
             "(for a seed s: torch.Generator(device=X.device).manual_seed(s))"
         )
     config.validate()
@@ -527,14 +529,18 @@ def train_flow(X, config, generator):
                else type(X).__name__)
         )
     if X.dtype not in (torch.float32, torch.float64):
-        # float16/bfloat16 lose the loss to rounding within a few steps, which would then
-        # be reported as a non-finite loss with advice about the learning rate
+        # float16 loses the loss to rounding within a few steps (then reported as a
+        # non-finite loss with advice about the learning rate); bfloat16's 8-bit mantissa
+        # rounds every log-density to about 2 significant digits
         raise ValueError(
             f"X must be float32 or float64 for training, got {X.dtype}; train in float32 "
             "and convert the trained flow (flow.to(dtype)) for lower-precision inference"
         )
     if X.shape[0] < 2 or X.shape[1] < 1:
         raise ValueError(f"X needs at least 2 rows and 1 column, got shape {tuple(X.shape)}")
+    if generator is None:
+        seed = int(torch.randint(0, 2**62, (1,)))  # from the global generator
+        generator = torch.Generator(device=X.device).manual_seed(seed)
     if config.probes is not None:
         check_probes(config.probes, X.shape[1])
     if not bool(torch.isfinite(X).all()):

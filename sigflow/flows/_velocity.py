@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -178,6 +179,8 @@ class VelocityMLP(nn.Module):
 
         if not positive_int(dim):
             raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if isinstance(hidden, (range, np.ndarray)) and np.ndim(hidden) == 1:
+            hidden = tuple(hidden)
         if (not isinstance(hidden, (tuple, list)) or len(hidden) < 1
                 or not all(positive_int(h) for h in hidden)):
             raise ValueError(

@@ -89,7 +89,7 @@ class SpectralFeatures(TransformerMixin, BaseEstimator):
         window (``n_features_in_ // n_channels``), which it must not exceed. The bins lie
         ``fs / nperseg`` apart whatever the rate (3.9 Hz at 1,000 Hz with 256), and the
         frequency features (dominant frequency, spectral edges) fall on them: for a finer
-        grid pass a larger ``nperseg`` (``2 * fs`` for 0.5 Hz) with windows at least as
+        grid pass a larger ``nperseg`` (``int(2 * fs)`` for 0.5 Hz) with windows at least as
         long. :meth:`fit` warns about bands that hold no bin (their power is always 0).
     noverlap : int, optional
         Welch overlap; default ``nperseg // 2``.

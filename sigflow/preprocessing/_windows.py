@@ -114,7 +114,7 @@ def window_times(n_samples, width, step, fs=1.0, where="start"):
             math.isfinite(fs) and fs > 0):
         raise ValueError(f"fs must be a positive finite number, got {fs!r}")
     offsets = {"start": 0.0, "center": (width - 1) / 2.0, "end": float(width - 1)}
-    if where not in offsets:
+    if not isinstance(where, str) or where not in offsets:
         raise ValueError(f"where must be one of {sorted(offsets)}, got {where!r}")
     n_windows = (n_samples - width) // step + 1
     return (np.arange(n_windows, dtype=np.float64) * step + offsets[where]) / float(fs)
