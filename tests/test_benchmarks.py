@@ -27,6 +27,7 @@ def _run(script, *args, cwd):
     return done.stdout
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_its_cpu_part(tmp_path):
     import torch
 
@@ -38,6 +39,7 @@ def test_gpu_check_runs_its_cpu_part(tmp_path):
         assert "CUDA is not available: only the CPU part ran" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, peer", [("preprocessing.py", None),
                                           ("flow_matching.py", "torchcfm"),
                                           ("training_step.py", None)])

@@ -801,6 +801,7 @@ def test_documented_defaults_are_the_real_ones(cls):
                 signature.parameters["solver_penalty"].default) == (1e-3, 0.002, 0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "params"), [
     ("lfm", {"max_iter": 50, "finetune_iter": 100}),  # the likelihood refinement
     ("jko", {"max_iter": 100, "finetune_iter": 0}),  # the JKO blocks' own objective

@@ -66,7 +66,7 @@ def _readme_block(heading):
 
 @pytest.mark.parametrize("heading", [
     "Preprocessing (numba, no torch)",
-    "ECG: from WFDB records to flagged heartbeats",
+    pytest.param("ECG: from WFDB records to flagged heartbeats", marks=pytest.mark.slow),
     "The torch core (`sigflow.flows`)",
 ])
 def test_readme_examples_run(heading, tmp_path, monkeypatch):

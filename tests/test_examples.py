@@ -24,6 +24,7 @@ def _run(script, *args, cwd):
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+@pytest.mark.slow
 def test_ecg_anomaly_detection_example(tmp_path):
     out = _run("ecg_anomaly_detection.py", cwd=tmp_path)
     assert "AUROC" in out and "N vs V" in out
@@ -45,12 +46,14 @@ def test_ecg_anomaly_detection_example_needs_two_records(tmp_path):
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+@pytest.mark.slow
 def test_ecg_grid_search_example(tmp_path):
     out = _run("ecg_grid_search.py", cwd=tmp_path)
     assert "2 candidates x 2 folds" in out and "best:" in out
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+@pytest.mark.slow
 def test_jko_2d_blocks_example(tmp_path):
     png = tmp_path / "blocks.png"
     out = _run("jko_2d_blocks.py", "--out", str(png), cwd=tmp_path)
@@ -63,6 +66,7 @@ def test_jko_2d_blocks_example(tmp_path):
 
 @pytest.mark.shared_data
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+@pytest.mark.slow
 def test_ucr_ecg5000_example(tmp_path, shared_data):
     out = _run("ucr_ecg5000.py", "--data", str(shared_data / "ecg5000"), cwd=tmp_path)
     assert "292 normal training beats; 4500 test beats, 1873 abnormal" in out
@@ -70,6 +74,7 @@ def test_ucr_ecg5000_example(tmp_path, shared_data):
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="examples/ is not installed with the package")
+@pytest.mark.slow
 def test_ucr_ecg5000_example_names_missing_data(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(

@@ -211,7 +211,7 @@ def test_estimators_fit_and_score_with_jko(Estimator):
     X = rng.normal([3.0, -2.0], [2.0, 0.5], size=(400, 2))
     params = dict(
         method="jko", n_blocks=2, hidden_layer_sizes=(16, 16), max_iter=20, batch_size=128,
-        step_size=0.3, step_size_ratio=1.3, random_state=0,
+        step_size=0.3, step_size_ratio=1.3, finetune_iter=30, random_state=0,
     )
     est = Estimator(**params).fit(X)
     scores = est.score_samples(X[:50])
@@ -242,7 +242,7 @@ def test_estimators_fit_and_score_with_jko(Estimator):
             with pytest.raises(ValueError, match="n_projections must be a positive integer"):
                 est.convergence_path(X, n_projections=bad)
     # a block-wise fit is what the per-block rows describe: no warning
-    blockwise = Estimator(**params, finetune_iter=0).fit(X)
+    blockwise = Estimator(**{**params, "finetune_iter": 0}).fit(X)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="the blocks of this model")
         blockwise.convergence_path(X, log_density=true)
