@@ -149,7 +149,8 @@ def integrate_fixed(func, state, t0, t1, n_steps, method="rk4", *, n_dynamic=Non
 
 def _checked_once(func, state):
     """``func`` whose first result is checked against ``state``; later calls skip the
-    check (the wrapper itself is one Python call per evaluation, negligible beside one)."""
+    check (the wrapper itself costs one Python call per evaluation, negligible beside the
+    evaluation)."""
     checked = []
 
     def first(t, s):
