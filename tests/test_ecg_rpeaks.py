@@ -199,3 +199,32 @@ def test_gqrs_finds_the_beats_of_a_record_mostly_without_signal():
         res = rpeak_accuracy(ref[ref > off + fs], peaks[peaks > off + fs], fs)
         assert res["sensitivity"] >= 0.99 and res["ppv"] >= 0.99
         assert not np.any(peaks < off - fs)
+
+
+def test_a_chain_of_close_detections_keeps_the_beat_at_its_end():
+    # Three detections 60 and 70 samples apart at 360 Hz (merge gap 72 samples): the middle
+    # one merges into the first, but the third lies 130 samples after the first one kept and
+    # is a beat of its own. Comparing each with its predecessor instead dropped it.
+    from sigflow.ecg._rpeaks import _refine_to_peak
+
+    x = np.zeros(3000)
+    x[[1000, 1060, 1130]] = 1.0, 0.5, 1.0
+    peaks = _refine_to_peak(x, np.array([1000, 1060, 1130]), 360.0)
+    np.testing.assert_array_equal(peaks, [1000, 1130])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_merged_detections_are_spaced_and_cover_every_detection(seed):
+    from sigflow.ecg._rpeaks import _merge_close
+
+    rng = np.random.default_rng(seed)
+    det = np.unique(rng.integers(0, 5000, size=200)).astype(np.int64)
+    gap = 72.0
+    kept = _merge_close(det, gap)
+    assert kept[0] == det[0]
+    assert np.all(np.diff(kept) > gap)
+    assert np.isin(kept, det).all()
+    # Each dropped detection lies within the gap after the last kept one before it.
+    last_kept = kept[np.searchsorted(kept, det, side="right") - 1]
+    dropped = ~np.isin(det, kept)
+    assert np.all(det[dropped] - last_kept[dropped] <= gap)

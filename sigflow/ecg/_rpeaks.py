@@ -151,8 +151,22 @@ def _refine_to_peak(x, peaks, fs, radius=0.1):
     refined = idx[np.arange(len(peaks)), np.argmax(sign * win, axis=1)]
     refined = np.unique(refined)
     # Merge detections that collapsed onto nearby samples.
-    keep = np.concatenate([[True], np.diff(refined) > _MERGE_S * fs])
-    return refined[keep]
+    return _merge_close(refined, _MERGE_S * fs)
+
+
+@nb.njit(cache=True)
+def _merge_close(sorted_peaks, min_gap):
+    """Keep the first of each run of detections, each later one only when it lies more than
+    ``min_gap`` samples after the last one kept (not merely after its predecessor, which in a
+    chain 1000, 1060, 1130 at a 72-sample gap would drop the beat at 1130)."""
+    n = sorted_peaks.shape[0]
+    out = np.empty(n, dtype=sorted_peaks.dtype)
+    m = 0
+    for i in range(n):
+        if m == 0 or sorted_peaks[i] - out[m - 1] > min_gap:
+            out[m] = sorted_peaks[i]
+            m += 1
+    return out[:m].copy()
 
 
 def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
