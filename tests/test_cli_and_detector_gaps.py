@@ -1,0 +1,190 @@
+"""Boundaries of the beat detector's defaults, EDF/BDF reading, channel choice, AAMI classes
+and the ``sigflow detect`` option checks and CSV output.
+
+The EDF files here are written byte by byte from the specification (Kemp et al. 1992), so
+that each header field and each digital sample is known, and the physical values expected
+are worked out by hand from the linear map of the header.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sigflow.ecg import RecordFormatError, load_record
+
+
+# ---------------- the detector's defaults
+def test_beat_detector_defaults_are_the_documented_ones():
+    pytest.importorskip("torch")
+    from sklearn.preprocessing import RobustScaler
+
+    from sigflow.ecg import make_beat_detector
+
+    det = make_beat_detector()
+    assert isinstance(det.named_steps["scale"], RobustScaler)
+    params = det.named_steps["detector"].get_params()
+    assert params["n_blocks"] == 2 and tuple(params["hidden_layer_sizes"]) == (32, 32)
+    assert params["max_iter"] == 300 and params["contamination"] == "auto"
+    assert params["smoothing"] is None
+    # the caller's parameters win over the defaults
+    mine = make_beat_detector(n_blocks=5, max_iter=7, hidden_layer_sizes=(8,),
+                              smoothing="cv", contamination=0.2)
+    params = mine.named_steps["detector"].get_params()
+    assert params["n_blocks"] == 5 and params["max_iter"] == 7
+    assert tuple(params["hidden_layer_sizes"]) == (8,)
+    assert params["smoothing"] == "cv" and params["contamination"] == 0.2
+
+
+# ---------------- EDF files written from the specification
+def _field(text, width):
+    text = str(text)
+    assert len(text) <= width, text
+    return text.ljust(width).encode("latin-1")
+
+
+def _edf(path, signals, *, n_records, duration=1.0, bdf=False, reserved="", ns=None,
+         header_bytes=None, version=None, n_records_field=None):
+    """Write an EDF (or BDF) file. ``signals``: dicts with label, units, physical and digital
+    ranges, n_per_record and ``digital``, the integers of all data records in turn."""
+    ns = len(signals) if ns is None else ns
+    header_bytes = 256 * (len(signals) + 1) if header_bytes is None else header_bytes
+    head = (b"\xffBIOSEMI" if bdf else _field("0", 8)) if version is None else version
+    head += _field("X X X X", 80) + _field("Startdate X X X X", 80)
+    head += _field("01.01.00", 8) + _field("00.00.00", 8) + _field(header_bytes, 8)
+    head += _field(reserved, 44)
+    head += _field(n_records if n_records_field is None else n_records_field, 8)
+    head += _field(f"{duration:g}", 8) + _field(ns, 4)
+    assert len(head) == 256
+    fields = (("label", 16), ("transducer", 80), ("units", 8), ("pmin", 8), ("pmax", 8),
+              ("dmin", 8), ("dmax", 8), ("prefiltering", 80), ("n_per_record", 8),
+              ("reserved", 32))
+    for name, width in fields:
+        for s in signals:
+            head += _field(s.get(name, ""), width)
+    body = b""
+    width = 3 if bdf else 2
+    for r in range(n_records):
+        for s in signals:
+            n = s["n_per_record"]
+            chunk = np.asarray(s["digital"][r * n:(r + 1) * n], dtype=np.int64)
+            if bdf:
+                u = chunk & 0xFFFFFF
+                body += np.column_stack([u & 0xFF, (u >> 8) & 0xFF, u >> 16]).astype(
+                    np.uint8).tobytes()
+            else:
+                body += chunk.astype("<i2").tobytes()
+            assert len(chunk) * width == n * width
+    path.write_bytes(head + body)
+    return str(path)
+
+
+def _ecg_signal(digital, n_per_record, label="ECG", **kw):
+    return dict(label=label, units="mV", pmin=-5, pmax=5, dmin=-500, dmax=500,
+                n_per_record=n_per_record, digital=digital, **kw)
+
+
+def _annotations(n_records, n_per_record=8):
+    # an EDF+ annotation signal: its bytes are text, here empty (zeros)
+    return dict(label="EDF Annotations", pmin=-1, pmax=1, dmin=-32768, dmax=32767,
+                n_per_record=n_per_record, digital=np.zeros(n_records * n_per_record))
+
+
+def test_edf_physical_values_follow_the_headers_linear_map(tmp_path):
+    # digital [-500, 500] -> physical [-5, 5] mV: 0.01 mV per step; [0, 1000] -> [-2, 3]
+    d = np.array([-500, -1, 0, 1, 250, 500, 17, -33])
+    other = dict(label="V1", units="uV", pmin=-2, pmax=3, dmin=0, dmax=1000, n_per_record=4,
+                 digital=np.array([0, 1000, 200, 500, 1, 999, 600, 300]))
+    path = _edf(tmp_path / "lin.edf", [_ecg_signal(d, 4), other], n_records=2, duration=0.5)
+    rec = load_record(path)
+    assert rec.fs == 8.0 and rec.leads == ["ECG", "V1"] and rec.units == ["mV", "uV"]
+    np.testing.assert_allclose(rec.signal[:, 0], d / 100.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(rec.signal[:, 1], -2 + other["digital"] * 5 / 1000, rtol=0,
+                               atol=1e-12)
+
+
+def test_edf_annotation_signal_before_the_ecg_is_skipped_by_position(tmp_path):
+    # EDF+ puts the annotation signal anywhere; the ECG's bytes are after its bytes
+    d = np.arange(-40, 40) * 5
+    path = _edf(tmp_path / "annfirst.edf", [_annotations(4), _ecg_signal(d, 20)],
+                n_records=4, reserved="EDF+C")
+    rec = load_record(path)
+    assert rec.leads == ["ECG"] and rec.fs == 20.0
+    np.testing.assert_allclose(rec.signal[:, 0], d / 100.0, rtol=0, atol=1e-12)
+    # a BDF+ file labels it "BDF Annotations"
+    ann = dict(_annotations(4), label="BDF Annotations")
+    path = _edf(tmp_path / "annfirst.bdf", [ann, _ecg_signal(d, 20)], n_records=4, bdf=True,
+                reserved="BDF+C")
+    rec = load_record(path)
+    assert rec.leads == ["ECG"]
+    np.testing.assert_allclose(rec.signal[:, 0], d / 100.0, rtol=0, atol=1e-12)
+
+
+def test_bdf_negative_samples_keep_their_sign(tmp_path):
+    d = np.array([-8388608, -1, 0, 1, 8388607, -4194304, 123456, -654321])
+    s = dict(label="ECG", units="uV", pmin=-8388608, pmax=8388607, dmin=-8388608,
+             dmax=8388607, n_per_record=8, digital=d)
+    rec = load_record(_edf(tmp_path / "s.bdf", [s], n_records=1, bdf=True))
+    np.testing.assert_allclose(rec.signal[:, 0], d, rtol=0, atol=1e-6)
+
+
+def test_edf_unnamed_signals_are_named_by_channel_as_wfdb_records_are(tmp_path):
+    d = np.zeros(10)
+    path = _edf(tmp_path / "blank.edf", [_ecg_signal(d, 10, label=""),
+                                         _ecg_signal(d, 10, label="")], n_records=1)
+    assert load_record(path).leads == ["ch0", "ch1"]
+
+
+def test_discontinuous_bdf_is_refused_like_edf(tmp_path):
+    path = _edf(tmp_path / "gaps.bdf", [_ecg_signal(np.zeros(20), 10)], n_records=2,
+                bdf=True, reserved="BDF+D")
+    with pytest.raises(RecordFormatError, match="discontinuous"):
+        load_record(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (dict(duration=0), "data record duration is 0 s"),
+        (dict(n_per_record=0), "has 0 samples per data record"),
+        (dict(dmax=-500), "not a scale"),
+        (dict(pmin="nan"), "physical min"),
+        (dict(n_records_field=0), "holds no data record"),
+        (dict(n_records_field=-2), "-2 data records"),
+        (dict(header_bytes=1024), "header size is 1024 bytes"),
+        (dict(ns=0), "0 signals"),
+        (dict(version=b"1       "), "neither EDF"),
+    ],
+)
+def test_malformed_edf_headers_are_format_errors(tmp_path, change, match):
+    change = dict(change)
+    sig = _ecg_signal(np.zeros(20, dtype=int), 10)
+    for key in ("n_per_record", "dmax", "pmin"):
+        if key in change:
+            sig[key] = change.pop(key)
+    n_per = max(sig["n_per_record"], 1)
+    sig["digital"] = np.zeros(2 * n_per, dtype=int)
+    if sig["n_per_record"] == 0:
+        sig["digital"] = np.zeros(0, dtype=int)
+    path = _edf(tmp_path / "bad.edf", [sig], n_records=2, **change)
+    with pytest.raises(RecordFormatError, match=match):
+        load_record(path)
+
+
+def test_edf_signal_headers_cut_short_are_a_format_error(tmp_path):
+    path = _edf(tmp_path / "ok.edf", [_ecg_signal(np.zeros(20), 10)] * 2, n_records=1)
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(data[:256 + 300])
+    with pytest.raises(RecordFormatError, match="cut short"):
+        load_record(cut)
+
+
+def test_a_zero_record_duration_is_an_error_on_the_command_line(tmp_path, capsys):
+    # --lead reads an EDF file's signal names first; the duration must not divide by zero
+    from sigflow.cli import main
+
+    path = _edf(tmp_path / "zero.edf", [_ecg_signal(np.zeros(20), 10)], n_records=2,
+                duration=0)
+    assert main(["detect", path, "--lead", "ECG", "--out", str(tmp_path / "o"), "-q"]) == 1
+    assert "data record duration is 0 s" in capsys.readouterr().err
