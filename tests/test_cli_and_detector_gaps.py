@@ -188,3 +188,25 @@ def test_a_zero_record_duration_is_an_error_on_the_command_line(tmp_path, capsys
                 duration=0)
     assert main(["detect", path, "--lead", "ECG", "--out", str(tmp_path / "o"), "-q"]) == 1
     assert "data record duration is 0 s" in capsys.readouterr().err
+
+
+# ---------------- channels by index or name
+def test_channels_by_name_take_the_first_of_equal_names(tmp_path):
+    a, b = np.arange(10) * 3, -np.arange(10)
+    path = _edf(tmp_path / "two.edf", [_ecg_signal(a, 10), _ecg_signal(b, 10)], n_records=1)
+    first = load_record(path, channels=" ecg ")  # a name in any case, spaces around it
+    np.testing.assert_allclose(first.signal[:, 0], a / 100.0)
+    second = load_record(path, channels=1)  # a lone index, not in a list
+    np.testing.assert_allclose(second.signal[:, 0], b / 100.0)
+    assert load_record(path, channels=np.int64(0)).leads == ["ECG"]
+    assert load_record(path, channels=[" 1 "]).signal[3, 0] == pytest.approx(-0.03)
+
+
+# ---------------- AAMI classes
+def test_aami_class_of_an_array_with_non_beats():
+    from sigflow.ecg import aami_class
+
+    got = aami_class(np.array([["N", "+"], ["~", "V"], ["|", "/"]]))
+    assert got.tolist() == ["N", "", "", "V", "", "Q"]
+    assert aami_class(["x", "A"]).tolist() == ["", "S"] and aami_class([]).tolist() == []
+    assert aami_class(["F", "f"]).tolist() == ["F", "Q"]
