@@ -210,3 +210,60 @@ def test_aami_class_of_an_array_with_non_beats():
     assert got.tolist() == ["N", "", "", "V", "", "Q"]
     assert aami_class(["x", "A"]).tolist() == ["", "S"] and aami_class([]).tolist() == []
     assert aami_class(["F", "f"]).tolist() == ["F", "Q"]
+
+
+# ---------------- sigflow detect: option checks
+def _refused(main, capsys, argv):
+    """Whether the command line refuses ``argv`` while parsing (exit status 2)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    capsys.readouterr()
+    return exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--contamination", "0.5"], ["--contamination", " AUTO "], ["--contamination", "1e-3"],
+     ["--seed", str(2**32 - 1)], ["--seed", "0"], ["--annotation", "NONE"],
+     ["--annotation", "qrs_2"], ["--start", "0"], ["--plot-start", "0"],
+     ["--plot-duration", " All "], ["--finetune-iter", "0"], ["--max-iter", "1"],
+     ["--end", "1e-3"]],
+)
+def test_options_at_their_bounds_are_accepted(tmp_path, capsys, option):
+    # accepted options reach the check of the records, which names the missing one
+    from sigflow.cli import main
+
+    missing = str(tmp_path / "nope")
+    assert main(["detect", missing, *option, "--out", str(tmp_path / "o")]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--contamination", "0.5000001"], ["--contamination", "-0.1"],
+     ["--contamination", "inf"], ["--contamination", "nan"], ["--end", "0"], ["--end", "-1"],
+     ["--end", "inf"], ["--start", "-0.001"], ["--start", "nan"], ["--plot-start", "-1"],
+     ["--plot-start", "inf"], ["--plot-duration", "-2"], ["--plot-duration", "inf"],
+     ["--annotation", "atr.gz"], ["--annotation", "atr "], ["--annotation", "é"]],
+)
+def test_options_past_their_bounds_are_refused(tmp_path, capsys, option):
+    from sigflow.cli import main
+
+    assert _refused(main, capsys, ["detect", str(tmp_path / "nope"), *option])
+
+
+def test_the_span_to_analyse_is_checked_before_any_record(tmp_path):
+    from sigflow.cli import _check_span, run_detection
+
+    assert _check_span(0, 5) == (0.0, 5.0) and _check_span(None, 0.5) == (None, 0.5)
+    assert _check_span(np.float32(1.5), None) == (1.5, None)
+    missing = [str(tmp_path / "nope")]
+    for start, end, match in ((None, 0, "end must be None or a time in seconds > 0"),
+                              (-1, None, "start must be"), (True, None, "start must be"),
+                              (None, True, "end must be"), (float("inf"), None, "start"),
+                              (None, float("nan"), "end"), ("3", None, "start"),
+                              (5, 5, r"--end \(5 s\) must be after --start \(5 s\)"),
+                              (5, 4.5, "must be after")):
+        with pytest.raises(ValueError, match=match):
+            run_detection(missing, start=start, end=end, out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
