@@ -267,3 +267,24 @@ def test_the_span_to_analyse_is_checked_before_any_record(tmp_path):
         with pytest.raises(ValueError, match=match):
             run_detection(missing, start=start, end=end, out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_part_of_a_record_holds_the_samples_from_start_up_to_end():
+    # sample k covers [k / fs, (k + 1) / fs): the part holds the samples that meet
+    # [start, end), whole-record sample numbers kept in its start
+    from sigflow.cli import _record_part
+    from sigflow.ecg import example_records
+
+    rec = load_record(example_records()[0])  # 54000 samples at 360 Hz (150 s)
+    cut = _record_part(rec, 10.0, 20.001)  # 20.0 s is sample 7200, 20.0028 s is 7201
+    assert (cut.start, cut.start + cut.n_samples) == (3600, 7201)
+    cut = _record_part(rec, 10.001, 20.0)  # sample 3600 covers 10.001 s; 7200 starts at 20 s
+    assert (cut.start, cut.start + cut.n_samples) == (3600, 7200)
+    np.testing.assert_array_equal(cut.signal, rec.signal[3600:7200])
+    cut = _record_part(rec, 100.0, 1000.0)  # past the end: up to the record's end
+    assert (cut.start, cut.n_samples) == (36000, 18000)
+    assert _record_part(rec, None, 1000.0).n_samples == 54000
+    last = _record_part(rec, 149.999, None)  # the last sample lies at 149.9972 s
+    assert (last.start, last.n_samples) == (53999, 1)
+    assert _record_part(rec, 150.0, None) is None  # no sample at or after 150 s
+    assert _record_part(rec, None, None) is rec
