@@ -8,6 +8,8 @@ are worked out by hand from the linear map of the header.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -288,3 +290,56 @@ def test_the_part_of_a_record_holds_the_samples_from_start_up_to_end():
     assert (last.start, last.n_samples) == (53999, 1)
     assert _record_part(rec, 150.0, None) is None  # no sample at or after 150 s
     assert _record_part(rec, None, None) is rec
+
+
+# ---------------- sigflow detect: the CSV
+def _rows(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        return next(reader), list(reader)
+
+
+def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypatch):
+    # a record and an output folder given from the home folder ("~/..."), a part of it
+    # analysed: the CSV holds one row per beat with whole-record samples, the annotation's
+    # AAMI class, and the detector's own numbers
+    import shutil
+
+    from sigflow.cli import run_detection
+    from sigflow.ecg import aami_class, example_records
+
+    src = example_records()[0]
+    home = tmp_path / "home"
+    (home / "recs").mkdir(parents=True)
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(src + ext, home / "recs" / f"synth01{ext}")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))
+    run = run_detection(["~/recs/synth01"], out="~/out", start=30, end=90, plot=False,
+                        contamination=0.1, quiet=True, max_iter=2, finetune_iter=0,
+                        stream=io.StringIO())
+    assert run["skipped"] == []
+    header, rows = _rows(home / "out" / "synth01.csv")
+    assert header == ["record", "sample", "time_s", "label", "score", "pvalue", "flag",
+                      "threshold"]
+    result, det = run["results"][0], run["detector"][-1]
+    beats = result["beats"]
+    assert len(rows) == len(beats) > 50
+    assert {r[0] for r in rows} == {"synth01"}
+    samples = np.array([int(r[1]) for r in rows])
+    np.testing.assert_array_equal(samples, 30 * 360 + beats.samples)
+    assert [r[2] for r in rows] == [f"{s / 360:.3f}" for s in samples]
+    whole = load_record(src)
+    symbol = dict(zip(whole.ann_samples.tolist(), whole.ann_symbols.tolist()))
+    assert [r[3] for r in rows] == [aami_class(symbol[s]) for s in samples.tolist()]
+    assert {r[3] for r in rows} >= {"N", "V"}
+    score = np.array([float(r[4]) for r in rows])
+    np.testing.assert_allclose(score, result["score"], rtol=5e-6)
+    pvalue = np.array([float(r[5]) for r in rows])
+    np.testing.assert_allclose(pvalue, result["pvalue"], rtol=5e-6)
+    np.testing.assert_array_equal([int(r[6]) for r in rows],
+                                  (result["score"] < det.offset_).astype(int))
+    assert {r[7] for r in rows} == {f"{det.offset_:.6g}"}
+    assert not (tmp_path / "~").exists()
