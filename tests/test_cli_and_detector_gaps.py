@@ -343,3 +343,95 @@ def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypat
                                   (result["score"] < det.offset_).astype(int))
     assert {r[7] for r in rows} == {f"{det.offset_:.6g}"}
     assert not (tmp_path / "~").exists()
+
+
+# ---------------- sigflow detect: parts of records, training records, the plot span
+def test_training_records_are_cut_to_the_same_part_and_short_records_skipped(tmp_path):
+    from sigflow.cli import run_detection
+    from sigflow.ecg import example_records, segment_beats
+
+    score, train = example_records()[:2]
+    # a 20 s EDF recording ends before --start 30 s: left out, and listed as skipped
+    short = _edf(tmp_path / "short.edf", [_ecg_signal(np.zeros(7200, dtype=int), 360)],
+                 n_records=20)
+    stream = io.StringIO()
+    run = run_detection([score, short], train=[train], start=30, end=90, plot=False,
+                        quiet=True, max_iter=2, finetune_iter=0, contamination=0.1,
+                        out=tmp_path / "o", stream=stream)
+    assert run["skipped"] == ["short"]
+    assert "skipping short" in stream.getvalue()
+    n_train = len(segment_beats(load_record(train).part(30 * 360, 90 * 360)))
+    assert f"fitted on {n_train} beats from 1 record(s)" in stream.getvalue()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["synth01.csv"]
+
+
+def test_normal_only_needs_annotated_training_records(tmp_path):
+    import shutil
+
+    from sigflow.cli import run_detection
+    from sigflow.ecg import example_records
+
+    src = example_records()[1]
+    (tmp_path / "plain").mkdir()
+    for ext in (".hea", ".dat"):  # no .atr: the beats are detected, unlabelled
+        shutil.copy(src + ext, tmp_path / "plain" / f"synth02{ext}")
+    with pytest.raises(ValueError, match="--normal-only needs beat annotations in the "
+                                         "training records: synth02"):
+        run_detection([example_records()[0]], train=[str(tmp_path / "plain" / "synth02")],
+                      normal_only=True, out=tmp_path / "o", quiet=True, stream=io.StringIO())
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_plot_start_at_the_end_of_the_part_is_outside_it(tmp_path):
+    # the part analysed is [30 s, 90 s): 90 s is its end, not a time in it
+    from sigflow.cli import run_detection
+    from sigflow.ecg import example_records
+
+    with pytest.raises(ValueError, match=r"--plot-start 90 s is outside every part of a "
+                                         r"record to score \(30-90 s\)"):
+        run_detection(example_records()[:1], start=30, end=90, plot_start=90,
+                      out=tmp_path / "o", quiet=True, stream=io.StringIO())
+    assert not (tmp_path / "o").exists()
+
+
+def test_plot_of_a_part_refuses_a_start_at_its_end(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    from sigflow.cli import _plot
+    from sigflow.ecg import example_records
+
+    part = load_record(example_records()[0]).part(3600, 36000)  # 10 s to 100 s
+    beats = SimpleNamespace(record="p", times=np.zeros(0))
+    for start in (100.0, 9.99):
+        assert _plot(part, beats, np.zeros(0), 0.0, tmp_path, start=start) is None
+        assert (f"p: no PNG, --plot-start {start:g} s is outside the part analysed "
+                "(10 s to 100 s)") in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------- the summary's notes at their thresholds
+def _summary_text(n_normal_flagged, n_abnormal_flagged, contamination="auto"):
+    from types import SimpleNamespace
+
+    from sigflow.cli import _summary
+
+    labels = np.array(["N"] * 100 + ["V"] * 10)
+    score = np.r_[np.zeros(100), -np.arange(1.0, 11.0)]
+    flag = np.r_[np.arange(100) < n_normal_flagged, np.arange(10) < n_abnormal_flagged]
+    stream = io.StringIO()
+    _summary([{"beats": SimpleNamespace(labels=labels), "score": score,
+               "flag": flag.astype(int)}], stream, contamination)
+    return stream.getvalue()
+
+
+def test_summary_notes_start_past_their_thresholds():
+    # false alarms: noted above 5 % and above twice the share the threshold was set for
+    assert "normal beats are flagged" not in _summary_text(5, 10)
+    assert "note: 6 % of the normal beats are flagged" in _summary_text(6, 10)
+    assert "normal beats are flagged" not in _summary_text(8, 10, 0.04)
+    assert "note: 9 % of the normal beats are flagged" in _summary_text(9, 10, 0.04)
+    # recall: noted below half of the abnormal beats
+    assert "abnormal beats are flagged" not in _summary_text(0, 5)
+    assert "note: 40 % of the abnormal beats are flagged" in _summary_text(0, 4)
+    assert "flagged 6 of 100 normal and 4 of 10 abnormal beats" in _summary_text(6, 4)
