@@ -321,11 +321,12 @@ def _record_part(record, start, end):
     samples at those times and between, or None when ``start`` is past the record's end."""
     if start is None and end is None:
         return record
-    sampfrom = 0 if start is None else math.floor(start * record.fs)
+    # rounded first: 0.35 s x 360 Hz is 125.99999999999999 in floating point, not sample 126
+    sampfrom = 0 if start is None else math.floor(round(start * record.fs, 9))
     if sampfrom >= record.n_samples:
         return None
-    sampto = None if end is None else min(max(math.ceil(end * record.fs), sampfrom + 1),
-                                          record.n_samples)
+    sampto = None if end is None else min(max(math.ceil(round(end * record.fs, 9)),
+                                              sampfrom + 1), record.n_samples)
     return record.part(sampfrom, sampto)
 
 

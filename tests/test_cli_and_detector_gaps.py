@@ -436,3 +436,17 @@ def test_summary_notes_start_past_their_thresholds():
     assert "abnormal beats are flagged" not in _summary_text(0, 5)
     assert "note: 40 % of the abnormal beats are flagged" in _summary_text(0, 4)
     assert "flagged 6 of 100 normal and 4 of 10 abnormal beats" in _summary_text(6, 4)
+
+
+def test_the_part_of_a_record_is_exact_at_times_on_a_sample():
+    # 0.35 s x 360 Hz is 125.99999999999999 and 1.1 s x 360 Hz 396.00000000000006 in
+    # floating point: --start 0.35 begins at sample 126 (at 0.35 s), not at the one before,
+    # and --end 1.1 stops before sample 396 (at 1.1 s), as --end 1.0 stops before sample 360
+    from sigflow.cli import _record_part
+    from sigflow.ecg import example_records
+
+    rec = load_record(example_records()[0])
+    for start, end, first, stop in ((0.35, 1.1, 126, 396), (0.175, 1.0, 63, 360),
+                                    (1.15, 2.0, 414, 720)):
+        cut = _record_part(rec, start, end)
+        assert (cut.start, cut.start + cut.n_samples) == (first, stop), (start, end)
