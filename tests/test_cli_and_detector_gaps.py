@@ -318,9 +318,10 @@ def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypat
         shutil.copy(src + ext, home / "recs" / f"synth01{ext}")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))
+    stream = io.StringIO()
     run = run_detection(["~/recs/synth01"], out="~/out", start=30, end=90, plot=False,
                         contamination=0.1, quiet=True, max_iter=2, finetune_iter=0,
-                        stream=io.StringIO())
+                        stream=stream)
     assert run["skipped"] == []
     header, rows = _rows(home / "out" / "synth01.csv")
     assert header == ["record", "sample", "time_s", "label", "score", "pvalue", "flag",
@@ -343,6 +344,9 @@ def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypat
     np.testing.assert_array_equal([int(r[6]) for r in rows],
                                   (result["score"] < det.offset_).astype(int))
     assert {r[7] for r in rows} == {f"{det.offset_:.6g}"}
+    n_flagged = sum(int(r[6]) for r in rows)
+    assert (f"synth01: {len(rows)} beats, {n_flagged} flagged -> "
+            f"{home / 'out' / 'synth01.csv'}") in stream.getvalue()
     assert not (tmp_path / "~").exists()
 
 
