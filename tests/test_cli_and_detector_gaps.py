@@ -174,6 +174,12 @@ def test_malformed_edf_headers_are_format_errors(tmp_path, change, match):
         load_record(path)
 
 
+def test_an_edf_file_of_annotations_only_is_a_format_error(tmp_path):
+    path = _edf(tmp_path / "notes.edf", [_annotations(3)], n_records=3, reserved="EDF+C")
+    with pytest.raises(RecordFormatError, match="annotations only, no signal"):
+        load_record(path)
+
+
 def test_edf_signal_headers_cut_short_are_a_format_error(tmp_path):
     path = _edf(tmp_path / "ok.edf", [_ecg_signal(np.zeros(20), 10)] * 2, n_records=1)
     data = open(path, "rb").read()
