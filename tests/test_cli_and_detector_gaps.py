@@ -157,6 +157,7 @@ def test_discontinuous_bdf_is_refused_like_edf(tmp_path):
         (dict(ns=0), "0 signals"),
         (dict(version=b"1       "), "neither EDF"),
         (dict(version=b"0.1     "), "neither EDF"),  # "0" and spaces, nothing else
+        (dict(version=b"\xffBIOSEMX"), "neither EDF"),
     ],
 )
 def test_malformed_edf_headers_are_format_errors(tmp_path, change, match):
