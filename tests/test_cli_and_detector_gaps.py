@@ -309,6 +309,7 @@ def _rows(path):
         return next(reader), list(reader)
 
 
+@pytest.mark.filterwarnings("ignore:contamination='auto' is calibrated on only")
 def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypatch):
     # a record and an output folder given from the home folder ("~/..."), a part of it
     # analysed: the CSV holds one row per beat with whole-record samples, the annotation's
@@ -327,8 +328,7 @@ def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypat
     monkeypatch.setenv("USERPROFILE", str(home))
     stream = io.StringIO()
     run = run_detection(["~/recs/synth01"], out="~/out", start=30, end=90, plot=False,
-                        contamination=0.1, quiet=True, max_iter=2, finetune_iter=0,
-                        stream=stream)
+                        quiet=True, max_iter=2, finetune_iter=0, device="cpu", stream=stream)
     assert run["skipped"] == []
     header, rows = _rows(home / "out" / "synth01.csv")
     assert header == ["record", "sample", "time_s", "label", "score", "pvalue", "flag",
@@ -348,6 +348,9 @@ def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypat
     np.testing.assert_allclose(score, result["score"], rtol=5e-6)
     pvalue = np.array([float(r[5]) for r in rows])
     np.testing.assert_allclose(pvalue, result["pvalue"], rtol=5e-6)
+    # flagged: a score below the threshold; with few calibration beats the threshold is the
+    # lowest of their scores, and that beat, scored here too, is not below it
+    assert np.sum(result["score"] == det.offset_) == 1
     np.testing.assert_array_equal([int(r[6]) for r in rows],
                                   (result["score"] < det.offset_).astype(int))
     assert {r[7] for r in rows} == {f"{det.offset_:.6g}"}
