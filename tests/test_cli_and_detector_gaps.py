@@ -407,6 +407,11 @@ def test_a_plot_start_at_the_end_of_the_part_is_outside_it(tmp_path):
         run_detection(example_records()[:1], start=30, end=90, plot_start=90,
                       out=tmp_path / "o", quiet=True, stream=io.StringIO())
     assert not (tmp_path / "o").exists()
+    # --end alone also makes a part: [0 s, 60 s)
+    with pytest.raises(ValueError, match=r"--plot-start 75 s is outside every part of a "
+                                         r"record to score \(0-60 s\)"):
+        run_detection(example_records()[:1], end=60, plot_start=75, out=tmp_path / "o",
+                      quiet=True, stream=io.StringIO())
 
 
 def test_plot_of_a_part_refuses_a_start_at_its_end(tmp_path, capsys):
@@ -450,6 +455,30 @@ def test_summary_notes_start_past_their_thresholds():
     assert "abnormal beats are flagged" not in _summary_text(0, 5)
     assert "note: 40 % of the abnormal beats are flagged" in _summary_text(0, 4)
     assert "flagged 6 of 100 normal and 4 of 10 abnormal beats" in _summary_text(6, 4)
+
+
+def test_summary_without_normal_beats_gives_no_auroc():
+    from types import SimpleNamespace
+
+    from sigflow.cli import _summary
+
+    for labels in (["V", "S", "V", "F"], ["N", "N", "Q", "N"], ["", "", "", ""]):
+        stream = io.StringIO()
+        result = {"beats": SimpleNamespace(labels=np.array(labels)),
+                  "score": np.array([0.0, -1.0, -2.0, -3.0]), "flag": np.zeros(4, int)}
+        assert _summary([result], stream) is None
+        assert stream.getvalue() == "no labels with both normal and abnormal beats: no AUROC\n"
+
+
+def test_a_beat_annotation_file_asked_for_by_name_must_exist(tmp_path, capsys):
+    # the shipped records have .atr files only: --annotation qrs names a missing file
+    from sigflow.cli import main
+    from sigflow.ecg import example_records
+
+    record = example_records()[0]
+    assert main(["detect", record, "--annotation", "qrs", "--out", str(tmp_path / "o")]) == 1
+    assert f"annotation file not found: {record}.qrs" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_the_part_of_a_record_is_exact_at_times_on_a_sample():
