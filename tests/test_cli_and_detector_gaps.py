@@ -9,6 +9,7 @@ are worked out by hand from the linear map of the header.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -113,11 +114,13 @@ def test_edf_annotation_signal_before_the_ecg_is_skipped_by_position(tmp_path):
     rec = load_record(path)
     assert rec.leads == ["ECG"] and rec.fs == 20.0
     np.testing.assert_allclose(rec.signal[:, 0], d / 100.0, rtol=0, atol=1e-12)
-    # a BDF+ file labels it "BDF Annotations"
-    ann = dict(_annotations(4), label="BDF Annotations")
+    # a BDF+ file labels it "BDF Annotations"; here at the ECG's rate, and not a lead
+    ann = dict(_annotations(4, 20), label="BDF Annotations")
     path = _edf(tmp_path / "annfirst.bdf", [ann, _ecg_signal(d, 20)], n_records=4, bdf=True,
                 reserved="BDF+C")
-    rec = load_record(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rec = load_record(path)
     assert rec.leads == ["ECG"]
     np.testing.assert_allclose(rec.signal[:, 0], d / 100.0, rtol=0, atol=1e-12)
 
@@ -154,7 +157,7 @@ def test_discontinuous_bdf_is_refused_like_edf(tmp_path):
         (dict(n_records_field=0), "holds no data record"),
         (dict(n_records_field=-2), "-2 data records"),
         (dict(header_bytes=1024), "header size is 1024 bytes"),
-        (dict(ns=0), "0 signals"),
+        (dict(ns=0, header_bytes=256), ": 0 signals$"),
         (dict(version=b"1       "), "neither EDF"),
         (dict(version=b"0.1     "), "neither EDF"),  # "0" and spaces, nothing else
         (dict(version=b"\xffBIOSEMX"), "neither EDF"),
@@ -479,6 +482,10 @@ def test_a_beat_annotation_file_asked_for_by_name_must_exist(tmp_path, capsys):
     assert main(["detect", record, "--annotation", "qrs", "--out", str(tmp_path / "o")]) == 1
     assert f"annotation file not found: {record}.qrs" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+    # 'none' in any case reads no annotation file, so --normal-only has no labels
+    assert main(["detect", record, "--annotation", "NONE", "--normal-only", "--out",
+                 str(tmp_path / "o")]) == 1
+    assert "--normal-only needs the beat annotations" in capsys.readouterr().err
 
 
 def test_the_part_of_a_record_is_exact_at_times_on_a_sample():
