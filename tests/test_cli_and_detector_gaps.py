@@ -329,6 +329,7 @@ def test_csv_rows_are_the_records_beats_scores_and_threshold(tmp_path, monkeypat
         shutil.copy(src + ext, home / "recs" / f"synth01{ext}")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))
+    monkeypatch.chdir(tmp_path)  # where a "~" taken literally would be made
     stream = io.StringIO()
     run = run_detection(["~/recs/synth01"], out="~/out", start=30, end=90, plot=False,
                         quiet=True, max_iter=2, finetune_iter=0, device="cpu", stream=stream)
