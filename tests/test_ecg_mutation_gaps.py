@@ -159,6 +159,25 @@ def test_a_flat_stretch_drops_only_the_beats_whose_window_touches_it():
     np.testing.assert_array_equal(beats.samples, [1000, 2000, 4000])
 
 
+@pytest.mark.parametrize("fs", [360.0, 250.0])
+def test_a_flat_stretch_is_a_quarter_second_of_one_value_or_more(fs):
+    # 0.25 s of one value is flat (90 samples at 360 Hz, 62.5 rounded up to 63 at 250 Hz);
+    # one sample less is a quantised baseline or the top of an R wave
+    n_flat = int(np.ceil(0.25 * fs))
+    rec = _record_with_beats([int(fs * k) for k in (3, 6, 9, 12)], n=int(15 * fs), fs=fs)
+    start = int(6 * fs) + 5  # inside the window of the beat at 6 s only
+    for length, dropped in ((n_flat - 1, False), (n_flat, True)):
+        signal = rec.signal.copy()
+        signal[start: start + length, 0] = signal[start - 1, 0]  # one value, length + 1 times
+        signal[start - 1, 0] += 1.0
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            beats = segment_beats(dataclasses.replace(rec, signal=signal))
+        assert (int(6 * fs) not in beats.samples) == dropped
+        assert any("flat stretches" in str(w.message) for w in caught) == dropped
+        assert len(beats) == 4 - dropped
+
+
 def test_the_longest_window_and_the_slowest_rate_are_accepted():
     rec = load_record(example_records()[0]).part(0, 10_000)
     # 90 + 162 samples: one bin per sample is the finest morphology
@@ -192,7 +211,7 @@ def test_load_beats_accepts_records_of_different_names():
     assert sorted(set(groups.tolist())) == ["synth01", "synth02", "synth03"]
     paths = example_records()
     with pytest.raises(ValueError, match="same name"):
-        load_beats([paths[0], paths[1], paths[0], paths[0]])
+        load_beats([paths[0], paths[1], paths[0]])
 
 
 def test_fill_gaps_interpolates_linearly_and_leaves_an_all_invalid_lead():
