@@ -333,6 +333,13 @@ def test_two_seconds_are_enough_and_nan_is_bridged_with_the_median():
     np.testing.assert_array_equal(detect_r_peaks(nan, fs), detect_r_peaks(bridged, fs))
 
 
+def test_an_unknown_method_is_refused_whatever_the_signal():
+    # a signal too short for the detector still gets its arguments checked
+    for n in (100, 3600):
+        with pytest.raises(ValueError, match="method must be one of"):
+            detect_r_peaks(np.zeros(n), 360, method="pan-tompkins")
+
+
 def test_running_level_is_the_median_over_the_window():
     from sigflow.ecg._rpeaks import _running_level
 

@@ -209,6 +209,8 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
     >>> abs(len(peaks) - len(ann["sample"])) <= 1
     True
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim == 2 and x.shape[1] == 1:
         x = x[:, 0]
@@ -229,8 +231,6 @@ def detect_r_peaks(signal, fs, *, method="pan_tompkins"):
     if not finite.all():
         # NaN and +-inf alike are invalid samples: bridge them with the median
         x = np.where(finite, x, float(np.median(x[finite])) if finite.any() else 0.0)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     filtered = bandpass_ecg(x, fs, low=0.5, high=40.0)
     if method == "pan_tompkins":
         peaks = _pan_tompkins(x, fs)
