@@ -318,6 +318,22 @@ def test_an_inverted_lead_gives_the_same_peaks(method):
                                   detect_r_peaks(sig, fs, method=method))
 
 
+@pytest.mark.parametrize("method", ["pan_tompkins", "gqrs"])
+def test_a_dc_offset_does_not_change_the_peaks(method):
+    # a lead stored with a large offset (raw converter units, a baseline far from zero): the
+    # band-pass removes it, and the flat-signal floor (relative to the largest magnitude)
+    # must stay far below the QRS slopes
+    sig, fs, ann = make_synthetic_ecg(duration=30, random_state=6)
+    peaks = detect_r_peaks(sig, fs, method=method)
+    assert rpeak_accuracy(ann["sample"], peaks, fs)["sensitivity"] >= 0.98
+    for offset in (500.0, -2000.0):
+        np.testing.assert_array_equal(detect_r_peaks(sig + offset, fs, method=method), peaks)
+    # nor does the scale (the thresholds are relative: the slope floor compares squared
+    # slopes with a squared magnitude), whatever the unit
+    for factor in (1e3, 1e-3, 1e-9):
+        np.testing.assert_array_equal(detect_r_peaks(sig * factor, fs, method=method), peaks)
+
+
 def test_two_seconds_are_enough_and_nan_is_bridged_with_the_median():
     sig, fs, ann = make_synthetic_ecg(duration=10, random_state=0)
     with warnings.catch_warnings():
