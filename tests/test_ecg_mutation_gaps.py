@@ -194,6 +194,18 @@ def test_the_longest_window_and_the_slowest_rate_are_accepted():
         segment_beats(dataclasses.replace(slow, fs=49.9), n_morphology=4)
 
 
+def test_a_single_morphology_bin_has_no_shape_to_correlate():
+    # one bin per beat: every beat, and the median beat, is a constant, so the correlation
+    # with the median beat is 0 (not 0 / 0)
+    rec = load_record(example_records()[0]).part(0, 10_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        beats = segment_beats(rec, n_morphology=1)
+    corr = beats.features[:, beats.feature_names.index("template_corr")]
+    np.testing.assert_array_equal(corr, 0.0)
+    assert np.isfinite(beats.features).all()
+
+
 def test_a_flat_lead_with_only_rhythm_annotations_is_not_annotated():
     rec = ECGRecord(name="flat", signal=np.zeros((3600, 1)), fs=360.0, leads=["MLII"],
                     ann_samples=np.array([10, 2000]), ann_symbols=np.array(["+", "~"]))
@@ -308,6 +320,13 @@ def test_refinement_reaches_the_last_sample_and_follows_the_dominant_polarity():
                                   [500, 1500, 2500])
     np.testing.assert_array_equal(_refine_to_peak(-y, np.array([510, 1510, 2510]), fs),
                                   [500, 1500, 2500])
+    # a beat whose S wave is deeper than its R wave, in a record of upright R waves: its peak
+    # is its R wave, the polarity of the record, not its largest magnitude
+    z = np.zeros(4000)
+    z[[500, 1500, 2500, 3500]] = 1.0
+    z[3520] = -1.5
+    np.testing.assert_array_equal(
+        _refine_to_peak(z, np.array([505, 1505, 2505, 3510]), fs), [500, 1500, 2500, 3500])
 
 
 @pytest.mark.parametrize("method", ["pan_tompkins", "gqrs"])
@@ -332,6 +351,18 @@ def test_a_dc_offset_does_not_change_the_peaks(method):
     # slopes with a squared magnitude), whatever the unit
     for factor in (1e3, 1e-3, 1e-9):
         np.testing.assert_array_equal(detect_r_peaks(sig * factor, fs, method=method), peaks)
+
+
+def test_one_small_beat_between_two_normal_ones_is_found_by_the_search_back():
+    # a beat at 45 % of the usual amplitude falls under the detection threshold; the gap it
+    # leaves (two RR intervals, more than 1.66 median RR) is searched again at half of it
+    sig, fs, ann = make_synthetic_ecg(duration=30, random_state=7, noise=0.01)
+    s = ann["sample"]
+    x = sig.copy()
+    lo, hi = (s[14] + s[15]) // 2, (s[15] + s[16]) // 2
+    x[lo:hi] *= 0.45
+    res = rpeak_accuracy(s, detect_r_peaks(x, fs), fs, tolerance=0.05)
+    assert (res["tp"], res["fn"], res["fp"]) == (len(s), 0, 0)
 
 
 def test_two_seconds_are_enough_and_nan_is_bridged_with_the_median():
