@@ -12,6 +12,7 @@ import pytest
 
 from sigflow.ecg import (
     ECGRecord,
+    RecordFormatError,
     bandpass_ecg,
     detect_r_peaks,
     example_records,
@@ -509,3 +510,36 @@ def test_rescaled_annotations_round_to_the_nearest_sample_and_stay_inside():
     np.testing.assert_array_equal(samples, [0, 3, 4])
     samples, _ = _annotations_at(ann, 360.0, 10, "r.atr", start=3, n_read=2)
     np.testing.assert_array_equal(samples, [0, 1])
+
+
+def test_part_up_to_the_record_end_is_the_whole_tail():
+    rec = ECGRecord(name="r", signal=np.arange(100.0)[:, None], fs=10.0, leads=["MLII"])
+    np.testing.assert_array_equal(rec.part(0, 100).signal, rec.signal)
+    with pytest.raises(ValueError, match="has 100 samples"):
+        rec.part(0, 101)
+
+
+@pytest.mark.parametrize("layout", ["frames", "offset"])
+def test_a_signal_file_one_sample_short_is_truncated(tmp_path, layout):
+    # the expected size counts every sample of a frame and the file's byte offset
+    rng = np.random.default_rng(0)
+    n_frames = 1800
+    if layout == "frames":  # MLII at 2 samples per frame, V1 at 1: 3 samples per frame
+        data = rng.integers(-500, 500, size=(n_frames, 3)).astype("<i2").tobytes()
+        header = (f"r 2 180 {n_frames}\nr.dat 16x2 200/mV 16 0 0 0 0 MLII\n"
+                  "r.dat 16x1 200/mV 16 0 0 0 0 V1\n")
+    else:  # 24 bytes before the samples
+        values = rng.integers(-500, 500, size=n_frames).astype("<i2")
+        data = bytes(24) + values.tobytes()
+        header = f"r 1 360 {n_frames}\nr.dat 16+24 200/mV 16 0 0 0 0 MLII\n"
+    (tmp_path / "r.hea").write_text(header)
+    (tmp_path / "r.dat").write_bytes(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = load_record(tmp_path / "r")
+    assert rec.n_samples == n_frames
+    if layout == "offset":
+        np.testing.assert_allclose(rec.signal[:, 0], values / 200)
+    (tmp_path / "r.dat").write_bytes(data[:-2])
+    with pytest.raises(RecordFormatError, match=r"truncated WFDB signal file .*r\.dat"):
+        load_record(tmp_path / "r")
