@@ -437,6 +437,7 @@ def _scipy_filtfilt(x, fs, low, high, order=2):
 @pytest.mark.parametrize("fs, low, high, n", [
     (360.0, 0.5, 40.0, 5000),   # 2 s of even padding
     (360.0, 0.2, 40.0, 5000),   # 1 / low = 5 s of padding
+    (360.0, 2.0, 40.0, 5000),   # 1 / low = 0.5 s: still 2 s of padding
     (80.0, 0.5, 40.0, 1000),    # high at Nyquist: a high-pass only
     (360.0, None, 40.0, 3000),  # a low-pass only
     (360.0, 0.5, None, 3000),   # a high-pass only
