@@ -237,7 +237,7 @@ def _build_parser():
         )
         p.add_argument(
             "--end", type=_positive_float, default=None, metavar="SECONDS",
-            help="analyse every record up to this time (default: its end)",
+            help="analyse every record up to this time, a sample at it excluded (default: its end)",
         )
         p.add_argument("--no-plot", action="store_true", help="do not write PNG plots")
         p.add_argument(
@@ -318,7 +318,8 @@ def _progress(iterable, quiet, desc):
 
 def _record_part(record, start, end):
     """The part of ``record`` from ``start`` to ``end`` seconds (None: its ends): the
-    samples at those times and between, or None when ``start`` is past the record's end."""
+    samples at ``start`` and after it, before ``end`` (half-open, like wfdb's ``sampfrom``
+    and ``sampto``), at least one; None when ``start`` is past the record's end."""
     if start is None and end is None:
         return record
     # rounded first: 0.35 s x 360 Hz is 125.99999999999999 in floating point, not sample 126
